@@ -1,0 +1,93 @@
+package config
+
+import (
+	"fmt"
+	"sort"
+	"strings"
+)
+
+// Problem is one thing wrong with a configuration file.
+type Problem struct {
+	File  string `json:"file"`
+	Line  int    `json:"line"`            // 0 when the problem has no place in the file
+	Field string `json:"field,omitempty"` // path such as pools[1].max_concurrency
+	Msg   string `json:"message"`
+}
+
+func (p Problem) String() string {
+	var b strings.Builder
+	b.WriteString(p.File)
+	if p.Line > 0 {
+		fmt.Fprintf(&b, ":%d", p.Line)
+	}
+	b.WriteString(": ")
+	if p.Field != "" {
+		b.WriteString(p.Field)
+		b.WriteString(": ")
+	}
+	b.WriteString(p.Msg)
+	return b.String()
+}
+
+// Error lists every problem found in one file. Match it with errors.As.
+type Error struct {
+	Problems []Problem
+}
+
+func (e *Error) Error() string {
+	lines := make([]string, len(e.Problems))
+	for i, p := range e.Problems {
+		lines[i] = p.String()
+	}
+	return strings.Join(lines, "\n")
+}
+
+// problems collects Problems while a file is checked.
+type problems struct {
+	file string
+	root *nodeIndex
+	list []Problem
+	// structural holds decode and unknown-key errors; lines marks where
+	// they are, so the zero values they leave do not add noise.
+	structural []Problem
+	lines      map[int]bool
+}
+
+func (ps *problems) structuralAt(line int, field, msg string) {
+	ps.structural = append(ps.structural, Problem{File: ps.file, Line: line, Field: field, Msg: msg})
+	if ps.lines == nil {
+		ps.lines = map[int]bool{}
+	}
+	ps.lines[line] = true
+}
+
+// at reports msg for the field at path; the line is looked up in the document.
+func (ps *problems) at(path fieldPath, format string, args ...any) {
+	ps.list = append(ps.list, Problem{
+		File:  ps.file,
+		Line:  ps.root.line(path),
+		Field: path.String(),
+		Msg:   fmt.Sprintf(format, args...),
+	})
+}
+
+func (ps *problems) err() error {
+	if len(ps.list) == 0 && len(ps.structural) == 0 {
+		return nil
+	}
+	out := make([]Problem, 0, len(ps.list)+len(ps.structural))
+	seen := map[string]bool{}
+	for i, p := range append(ps.structural, ps.list...) {
+		// A field that failed to decode also fails the semantic checks
+		// (it is zero); its decode error is the useful one.
+		if i >= len(ps.structural) && p.Line > 0 && ps.lines[p.Line] {
+			continue
+		}
+		if k := p.String(); !seen[k] {
+			seen[k] = true
+			out = append(out, p)
+		}
+	}
+	sort.SliceStable(out, func(i, j int) bool { return out[i].Line < out[j].Line })
+	return &Error{Problems: out}
+}

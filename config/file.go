@@ -1,0 +1,95 @@
+package config
+
+import (
+	"fmt"
+	"time"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// file is the YAML document as written by users. Field names are the
+// contract of DESIGN.md; unknown keys are rejected by checkKeys.
+type file struct {
+	Listeners []listenerFile `yaml:"listeners"`
+	Server    serverFile     `yaml:"server"`
+	Hints     hintsFile      `yaml:"hints"`
+	Pools     []poolFile     `yaml:"pools"`
+	Routes    []routeFile    `yaml:"routes"`
+}
+
+type listenerFile struct {
+	Name    string   `yaml:"name"`
+	Address string   `yaml:"address"`
+	Port    int      `yaml:"port"`
+	TLS     *tlsFile `yaml:"tls"`
+}
+
+type tlsFile struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+}
+
+type serverFile struct {
+	GRPC         string    `yaml:"grpc"`
+	Admin        string    `yaml:"admin"`
+	DrainTimeout *duration `yaml:"drain_timeout"`
+}
+
+type hintsFile struct {
+	RequestHeaders []string `yaml:"request_headers"`
+	ResponseHeader string   `yaml:"response_header"`
+}
+
+type poolFile struct {
+	Name           string       `yaml:"name"`
+	MaxConcurrency *int         `yaml:"max_concurrency"`
+	Runners        []runnerFile `yaml:"runners"`
+}
+
+type runnerFile struct {
+	Address string `yaml:"address"`
+}
+
+type routeFile struct {
+	Name          string     `yaml:"name"`
+	Match         matchFile  `yaml:"match"`
+	Listeners     []string   `yaml:"listeners"`
+	HintFrom      string     `yaml:"hint_from"`
+	OnInvalidBody string     `yaml:"on_invalid_body"`
+	Timeout       *duration  `yaml:"timeout"`
+	Rules         []ruleFile `yaml:"rules"`
+}
+
+type matchFile struct {
+	Prefix string `yaml:"prefix"`
+	Path   string `yaml:"path"`
+}
+
+type ruleFile struct {
+	When     string     `yaml:"when"`
+	Pool     string     `yaml:"pool"`
+	Fallback []string   `yaml:"fallback"`
+	Split    *splitFile `yaml:"split"`
+}
+
+type splitFile struct {
+	StickyKey string         `yaml:"sticky_key"`
+	Weights   map[string]int `yaml:"weights"`
+}
+
+// duration is a Go duration string in YAML ("30s", "5m").
+type duration time.Duration
+
+func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+	var s string
+	if err := n.Decode(&s); err != nil {
+		return err
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		// A TypeError lets the decoder go on and report every problem at once.
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q (use a Go duration such as 30s or 5m)", n.Line, s)}}
+	}
+	*d = duration(v)
+	return nil
+}

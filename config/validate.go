@@ -1,0 +1,391 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/cel-go/cel"
+)
+
+var (
+	// Names end up in Envoy resource names and header values.
+	namePattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+	headerPattern = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
+)
+
+// build checks f and turns it into a Config, reporting problems into ps.
+func build(name string, f *file, ps *problems) *Config {
+	cfg := &Config{File: name}
+	root := fieldPath{}
+	cfg.Listeners = buildListeners(name, f.Listeners, root.key("listeners"), ps)
+	cfg.Server = buildServer(f.Server, root.key("server"), ps)
+	cfg.Hints = buildHints(f.Hints, root.key("hints"), ps)
+	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
+	cfg.Routes = buildRoutes(f.Routes, cfg, root.key("routes"), ps)
+	return cfg
+}
+
+func checkName(kind, n string, path fieldPath, seen map[string]bool, ps *problems) {
+	switch {
+	case n == "":
+		ps.at(path, "%s name is required", kind)
+	case !namePattern.MatchString(n):
+		ps.at(path, "%s name %q must be lower-case letters, digits, '.', '_' or '-' (at most 63)", kind, n)
+	case seen[n]:
+		ps.at(path, "duplicate %s name %q", kind, n)
+	}
+	seen[n] = true
+}
+
+func buildListeners(file string, in []listenerFile, path fieldPath, ps *problems) []Listener {
+	if len(in) == 0 {
+		ps.at(path, "at least one listener is required")
+	}
+	names, addrs := map[string]bool{}, map[string]bool{}
+	out := make([]Listener, 0, len(in))
+	for i, l := range in {
+		p := path.idx(i)
+		checkName("listener", l.Name, p.key("name"), names, ps)
+		if _, err := netip.ParseAddr(l.Address); err != nil {
+			ps.at(p.key("address"), "address %q is not an IP address", l.Address)
+		}
+		if l.Port < 1 || l.Port > 65535 {
+			ps.at(p.key("port"), "port %d is out of range 1-65535", l.Port)
+		}
+		key := net.JoinHostPort(l.Address, strconv.Itoa(l.Port))
+		if addrs[key] {
+			ps.at(p.key("port"), "another listener already uses %s", key)
+		}
+		addrs[key] = true
+		out = append(out, Listener{Name: l.Name, Address: l.Address, Port: l.Port})
+		if l.TLS != nil {
+			tls := &TLS{
+				CertFile: checkFile(file, l.TLS.CertFile, p.key("tls").key("cert_file"), ps),
+				KeyFile:  checkFile(file, l.TLS.KeyFile, p.key("tls").key("key_file"), ps),
+			}
+			out[len(out)-1].TLS = tls
+		}
+	}
+	return out
+}
+
+// checkFile resolves a path relative to the config file and checks it can be read.
+func checkFile(configFile, p string, path fieldPath, ps *problems) string {
+	if p == "" {
+		ps.at(path, "a file is required")
+		return ""
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(configFile), p)
+	}
+	if _, err := os.Stat(p); err != nil {
+		ps.at(path, "cannot read %s: %v", p, err)
+	}
+	return p
+}
+
+func buildServer(in serverFile, path fieldPath, ps *problems) Server {
+	s := Server{GRPC: in.GRPC, Admin: in.Admin, DrainTimeout: DefaultDrainTimeout}
+	if s.GRPC == "" {
+		s.GRPC = DefaultGRPC
+	}
+	if s.Admin == "" {
+		s.Admin = DefaultAdmin
+	}
+	if in.DrainTimeout != nil {
+		s.DrainTimeout = time.Duration(*in.DrainTimeout)
+		if s.DrainTimeout <= 0 {
+			ps.at(path.key("drain_timeout"), "must be positive")
+		}
+	}
+	checkHostPort(s.GRPC, path.key("grpc"), ps)
+	checkHostPort(s.Admin, path.key("admin"), ps)
+	if s.GRPC == s.Admin {
+		ps.at(path.key("admin"), "admin and grpc cannot share %s", s.Admin)
+	}
+	return s
+}
+
+// checkHostPort accepts ip:port or localhost:port with a port in 1-65535.
+func checkHostPort(hp string, path fieldPath, ps *problems) {
+	if _, err := ParseHostPort(hp); err != nil {
+		ps.at(path, "%v", err)
+	}
+}
+
+// ParseHostPort parses ip:port or localhost:port (port 1-65535).
+func ParseHostPort(hp string) (netip.AddrPort, error) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		return netip.AddrPort{}, fmt.Errorf("address %q must be ip:port: %v", hp, err)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1"
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil || ip.Zone() != "" {
+		return netip.AddrPort{}, fmt.Errorf("address %q: %q is not an IP address", hp, host)
+	}
+	n, err := strconv.Atoi(port)
+	if err != nil || n < 1 || n > 65535 {
+		return netip.AddrPort{}, fmt.Errorf("address %q: port must be 1-65535", hp)
+	}
+	return netip.AddrPortFrom(ip.Unmap(), uint16(n)), nil
+}
+
+// ParseRunnerAddress checks a runner address: a unicast IP and a port, the
+// form Envoy's EDS and override_host need. It returns the canonical form.
+func ParseRunnerAddress(s string) (string, error) {
+	ap, err := netip.ParseAddrPort(s)
+	if err != nil {
+		return "", fmt.Errorf("runner address %q must be ip:port (IPv6 in brackets): %v", s, err)
+	}
+	ip := ap.Addr().Unmap()
+	if ip.IsUnspecified() || ip.IsMulticast() || ip.Zone() != "" || ap.Port() == 0 {
+		return "", fmt.Errorf("runner address %q must be a unicast IP with a port in 1-65535", s)
+	}
+	return netip.AddrPortFrom(ip, ap.Port()).String(), nil
+}
+
+func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
+	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader}
+	if len(h.RequestHeaders) == 0 {
+		h.RequestHeaders = []string{DefaultRequestHeader}
+	}
+	if h.ResponseHeader == "" {
+		h.ResponseHeader = DefaultResponseHeader
+	}
+	for i, name := range h.RequestHeaders {
+		checkHeader(name, path.key("request_headers").idx(i), ps)
+	}
+	checkHeader(h.ResponseHeader, path.key("response_header"), ps)
+	return h
+}
+
+func checkHeader(name string, path fieldPath, ps *problems) {
+	switch {
+	case !headerPattern.MatchString(name):
+		ps.at(path, "header name %q must be a lower-case HTTP token", name)
+	case strings.HasPrefix(name, "x-switchyard-") || strings.HasPrefix(name, "x-gateway-destination-endpoint"):
+		ps.at(path, "header %q is reserved for switchyard's own decisions", name)
+	}
+}
+
+func buildPools(in []poolFile, path fieldPath, ps *problems) []Pool {
+	if len(in) == 0 {
+		ps.at(path, "at least one pool is required")
+	}
+	names := map[string]bool{}
+	out := make([]Pool, 0, len(in))
+	for i, p := range in {
+		pp := path.idx(i)
+		checkName("pool", p.Name, pp.key("name"), names, ps)
+		pool := Pool{Name: p.Name, MaxConcurrency: DefaultMaxConcurrency, Runners: []string{}}
+		if p.MaxConcurrency != nil {
+			pool.MaxConcurrency = *p.MaxConcurrency
+			if pool.MaxConcurrency < 1 {
+				ps.at(pp.key("max_concurrency"), "must be at least 1, got %d", pool.MaxConcurrency)
+			}
+		}
+		seen := map[string]bool{}
+		for j, r := range p.Runners {
+			rp := pp.key("runners").idx(j).key("address")
+			addr, err := ParseRunnerAddress(r.Address)
+			if err != nil {
+				ps.at(rp, "%v", err)
+				continue
+			}
+			if seen[addr] {
+				ps.at(rp, "runner %s is listed twice in pool %q", addr, p.Name)
+			}
+			seen[addr] = true
+			pool.Runners = append(pool.Runners, addr)
+		}
+		out = append(out, pool)
+	}
+	return out
+}
+
+func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Route {
+	if len(in) == 0 {
+		ps.at(path, "at least one route is required")
+	}
+	pools := map[string]bool{}
+	for _, p := range cfg.Pools {
+		pools[p.Name] = true
+	}
+	listeners := map[string]bool{}
+	for _, l := range cfg.Listeners {
+		listeners[l.Name] = true
+	}
+	names := map[string]bool{}
+	out := make([]Route, 0, len(in))
+	for i, r := range in {
+		rp := path.idx(i)
+		checkName("route", r.Name, rp.key("name"), names, ps)
+		route := Route{Name: r.Name, Match: Match(r.Match), Listeners: r.Listeners, Timeout: DefaultRouteTimeout}
+		checkMatch(route.Match, rp.key("match"), ps)
+		for j, l := range r.Listeners {
+			if !listeners[l] {
+				ps.at(rp.key("listeners").idx(j), "unknown listener %q", l)
+			}
+		}
+		if len(route.Listeners) == 0 {
+			for _, l := range cfg.Listeners {
+				route.Listeners = append(route.Listeners, l.Name)
+			}
+		}
+		if r.Timeout != nil {
+			route.Timeout = time.Duration(*r.Timeout)
+			if route.Timeout <= 0 {
+				ps.at(rp.key("timeout"), "must be positive")
+			}
+		}
+		switch r.OnInvalidBody {
+		case "", InvalidBodyDefault:
+			route.OnInvalidBody = InvalidBodyDefault
+		case InvalidBodyReject:
+			route.OnInvalidBody = InvalidBodyReject
+		default:
+			ps.at(rp.key("on_invalid_body"), "must be %q or %q, got %q", InvalidBodyDefault, InvalidBodyReject, r.OnInvalidBody)
+		}
+		if r.HintFrom != "" {
+			route.HintFrom = compileAt(r.HintFrom, rp.key("hint_from"), ps, cel.StringType)
+		}
+		if len(r.Rules) == 0 {
+			ps.at(rp.key("rules"), "at least one rule is required")
+		}
+		for j, rule := range r.Rules {
+			route.Rules = append(route.Rules, buildRule(rule, j == len(r.Rules)-1, pools, rp.key("rules").idx(j), ps))
+		}
+		for j := range i {
+			if shadows(out[j], route) {
+				ps.at(rp.key("match"), "route %q is never used: route %q before it matches every request it would", route.Name, out[j].Name)
+				break
+			}
+		}
+		out = append(out, route)
+	}
+	return out
+}
+
+func checkMatch(m Match, path fieldPath, ps *problems) {
+	switch {
+	case (m.Prefix == "") == (m.Path == ""):
+		ps.at(path, "exactly one of prefix or path is required")
+	case m.Prefix != "" && !strings.HasPrefix(m.Prefix, "/"):
+		ps.at(path.key("prefix"), "%q must start with /", m.Prefix)
+	case m.Path != "" && !strings.HasPrefix(m.Path, "/"):
+		ps.at(path.key("path"), "%q must start with /", m.Path)
+	}
+}
+
+// shadows says whether every request that b matches is taken by a first.
+func shadows(a, b Route) bool {
+	if !covers(a.Listeners, b.Listeners) || a.Match.Prefix == "" && a.Match.Path == "" {
+		return false
+	}
+	if a.Match.Path != "" {
+		return b.Match.Path == a.Match.Path
+	}
+	target := b.Match.Prefix
+	if b.Match.Path != "" {
+		target = b.Match.Path
+	}
+	return target != "" && strings.HasPrefix(target, a.Match.Prefix)
+}
+
+func covers(a, b []string) bool {
+	set := map[string]bool{}
+	for _, x := range a {
+		set[x] = true
+	}
+	for _, x := range b {
+		if !set[x] {
+			return false
+		}
+	}
+	return true
+}
+
+func buildRule(in ruleFile, last bool, pools map[string]bool, path fieldPath, ps *problems) Rule {
+	rule := Rule{Pool: in.Pool, Fallback: in.Fallback}
+	switch {
+	case last && in.When != "":
+		ps.at(path.key("when"), "the last rule is the route's default and must not have a when")
+	case !last && in.When == "":
+		ps.at(path, "only the last rule may omit when: the rules after this one are never used")
+	}
+	if in.When != "" {
+		rule.When = compileAt(in.When, path.key("when"), ps, cel.BoolType)
+	}
+	switch {
+	case (in.Pool == "") == (in.Split == nil):
+		ps.at(path, "exactly one of pool or split is required")
+	case in.Pool != "" && !pools[in.Pool]:
+		ps.at(path.key("pool"), "unknown pool %q", in.Pool)
+	case in.Split != nil:
+		rule.Split = buildSplit(*in.Split, pools, path.key("split"), ps)
+	}
+	seen := map[string]bool{}
+	for i, f := range in.Fallback {
+		fp := path.key("fallback").idx(i)
+		switch {
+		case !pools[f]:
+			ps.at(fp, "unknown pool %q", f)
+		case f == in.Pool:
+			ps.at(fp, "pool %q cannot be its own fallback", f)
+		case seen[f]:
+			ps.at(fp, "pool %q is listed twice", f)
+		}
+		seen[f] = true
+	}
+	return rule
+}
+
+func buildSplit(in splitFile, pools map[string]bool, path fieldPath, ps *problems) *Split {
+	s := &Split{}
+	if in.StickyKey != "" {
+		s.StickyKey = compileAt(in.StickyKey, path.key("sticky_key"), ps, cel.StringType, cel.IntType, cel.UintType)
+	}
+	if len(in.Weights) == 0 {
+		ps.at(path.key("weights"), "at least one weighted pool is required")
+	}
+	for _, pool := range sortedKeys(in.Weights) {
+		w := in.Weights[pool]
+		wp := path.key("weights").key(pool)
+		if !pools[pool] {
+			ps.at(wp, "unknown pool %q", pool)
+		}
+		if w < 1 {
+			ps.at(wp, "weight must be a positive integer, got %d", w)
+		}
+		s.Variants = append(s.Variants, Variant{Pool: pool, Weight: w})
+	}
+	return s
+}
+
+func compileAt(src string, path fieldPath, ps *problems, want ...*cel.Type) *Expr {
+	e, err := compileExpr(src, want...)
+	if err != nil {
+		ps.at(path, "%v", err)
+	}
+	return e
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
