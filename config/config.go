@@ -52,7 +52,7 @@ type TLS struct {
 type Server struct {
 	GRPC         string        `json:"grpc"`
 	Admin        string        `json:"admin"`
-	DrainTimeout time.Duration `json:"drain_timeout"`
+	DrainTimeout Duration `json:"drain_timeout"`
 }
 
 type Hints struct {
@@ -72,7 +72,7 @@ type Route struct {
 	Listeners     []string      `json:"listeners"` // every listener when the file names none
 	HintFrom      *Expr         `json:"hint_from,omitempty"`
 	OnInvalidBody string        `json:"on_invalid_body"`
-	Timeout       time.Duration `json:"timeout"`
+	Timeout       Duration      `json:"timeout"`
 	Rules         []Rule        `json:"rules"`
 }
 

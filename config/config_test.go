@@ -43,10 +43,10 @@ func TestLoadDesignExample(t *testing.T) {
 	if diff := cmp.Diff([]string{"public"}, images.Listeners); diff != "" {
 		t.Errorf("route listeners default to all (-want +got):\n%s", diff)
 	}
-	if images.Timeout != config.DefaultRouteTimeout || images.OnInvalidBody != config.InvalidBodyDefault {
+	if images.Timeout.Std() != config.DefaultRouteTimeout || images.OnInvalidBody != config.InvalidBodyDefault {
 		t.Errorf("route defaults not filled: timeout %v, on_invalid_body %q", images.Timeout, images.OnInvalidBody)
 	}
-	if cfg.Server.DrainTimeout != config.DefaultDrainTimeout {
+	if cfg.Server.DrainTimeout.Std() != config.DefaultDrainTimeout {
 		t.Errorf("drain timeout = %v", cfg.Server.DrainTimeout)
 	}
 }
@@ -60,14 +60,14 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.DefaultDrainTimeout}
+	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.Duration(config.DefaultDrainTimeout)}
 	if diff := cmp.Diff(want, cfg.Server); diff != "" {
 		t.Errorf("server (-want +got):\n%s", diff)
 	}
 	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints"}, cfg.Hints); diff != "" {
 		t.Errorf("hints (-want +got):\n%s", diff)
 	}
-	if cfg.Routes[0].Timeout != 90*time.Second {
+	if cfg.Routes[0].Timeout.Std() != 90*time.Second {
 		t.Errorf("timeout = %v", cfg.Routes[0].Timeout)
 	}
 }
@@ -98,7 +98,7 @@ func TestProblems(t *testing.T) {
 		{"CEL compile and type", head + "routes:\n- name: r\n  match: {prefix: /}\n  hint_from: 'size(path) > 1'\n  rules:\n  - when: 'body.width *'\n    pool: p\n  - when: 'path + \"x\"'\n    pool: q\n  - pool: p\n",
 			[]string{`6|routes[0].hint_from|has type bool, want string`, `8|routes[0].rules[0].when|invalid expression`, `10|routes[0].rules[1].when|has type string, want bool`}},
 		{"type errors keep going", head + "routes: [{name: r, match: {prefix: /}, timeout: soon, rules: [{pool: p}]}]\nhints: {request_headers: X-Bad}\n",
-			[]string{`3||invalid duration "soon"`, `4||cannot unmarshal`}},
+			[]string{`3|routes[0].timeout|invalid duration "soon"`, `4|hints.request_headers|cannot unmarshal`}},
 		{"reserved and invalid header names", head + "hints: {request_headers: [x-switchyard-pool, 'Bad Header']}\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
 			[]string{`3|hints.request_headers[0]|reserved`, `3|hints.request_headers[1]|lower-case HTTP token`}},
 		{"fallback checks", head + "routes: [{name: r, match: {prefix: /}, rules: [{pool: p, fallback: [p, zz, q, q]}]}]\n",
@@ -107,6 +107,8 @@ func TestProblems(t *testing.T) {
 			[]string{`3|routes[0].match.prefix|must start with /`, `3|routes[0].listeners[0]|unknown listener`, `3|routes[1].match|exactly one of prefix or path`}},
 		{"empty file", "", []string{`0||empty file`}},
 		{"syntax error", "pools: [\n", []string{`1||did not find expected node content`}},
+		{"unknown key beside missing sections", "pools: [{name: a, colr: x}]\n",
+			[]string{`1|pools[0].colr|unknown field`, `1|listeners|at least one listener`, `1|routes|at least one route`}},
 		{"nothing defined", "server: {}\n", []string{`1|listeners|at least one listener`, `1|pools|at least one pool`, `1|routes|at least one route`}},
 	}
 	for _, tt := range tests {

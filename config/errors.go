@@ -47,18 +47,29 @@ type problems struct {
 	file string
 	root *nodeIndex
 	list []Problem
-	// structural holds decode and unknown-key errors; lines marks where
-	// they are, so the zero values they leave do not add noise.
+	// structural holds decode and unknown-key errors. The zero values a
+	// failed decode leaves would fail semantic checks too; those are noise.
 	structural []Problem
-	lines      map[int]bool
 }
 
+// structuralAt records a decode error; field is found from the line when empty.
 func (ps *problems) structuralAt(line int, field, msg string) {
-	ps.structural = append(ps.structural, Problem{File: ps.file, Line: line, Field: field, Msg: msg})
-	if ps.lines == nil {
-		ps.lines = map[int]bool{}
+	if field == "" && line > 0 {
+		if p, ok := ps.root.pathAt(line, msg); ok {
+			field = p.String()
+		}
 	}
-	ps.lines[line] = true
+	ps.structural = append(ps.structural, Problem{File: ps.file, Line: line, Field: field, Msg: msg})
+}
+
+// shadowed says a semantic problem is about a field that failed to decode.
+func (ps *problems) shadowed(p Problem) bool {
+	for _, s := range ps.structural {
+		if s.Field != "" && (p.Field == s.Field || strings.HasPrefix(p.Field, s.Field+".") || strings.HasPrefix(p.Field, s.Field+"[")) {
+			return true
+		}
+	}
+	return false
 }
 
 // at reports msg for the field at path; the line is looked up in the document.
@@ -80,7 +91,7 @@ func (ps *problems) err() error {
 	for i, p := range append(ps.structural, ps.list...) {
 		// A field that failed to decode also fails the semantic checks
 		// (it is zero); its decode error is the useful one.
-		if i >= len(ps.structural) && p.Line > 0 && ps.lines[p.Line] {
+		if i >= len(ps.structural) && ps.shadowed(p) {
 			continue
 		}
 		if k := p.String(); !seen[k] {

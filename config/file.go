@@ -1,6 +1,7 @@
 package config
 
 import (
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -32,7 +33,7 @@ type tlsFile struct {
 type serverFile struct {
 	GRPC         string    `yaml:"grpc"`
 	Admin        string    `yaml:"admin"`
-	DrainTimeout *duration `yaml:"drain_timeout"`
+	DrainTimeout *Duration `yaml:"drain_timeout"`
 }
 
 type hintsFile struct {
@@ -56,7 +57,7 @@ type routeFile struct {
 	Listeners     []string   `yaml:"listeners"`
 	HintFrom      string     `yaml:"hint_from"`
 	OnInvalidBody string     `yaml:"on_invalid_body"`
-	Timeout       *duration  `yaml:"timeout"`
+	Timeout       *Duration  `yaml:"timeout"`
 	Rules         []ruleFile `yaml:"rules"`
 }
 
@@ -77,10 +78,15 @@ type splitFile struct {
 	Weights   map[string]int `yaml:"weights"`
 }
 
-// duration is a Go duration string in YAML ("30s", "5m").
-type duration time.Duration
+// Duration is a Go duration written as a string in YAML and JSON ("30s", "5m").
+type Duration time.Duration
 
-func (d *duration) UnmarshalYAML(n *yaml.Node) error {
+// Std returns d as a time.Duration.
+func (d Duration) Std() time.Duration { return time.Duration(d) }
+
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(time.Duration(d).String()) }
+
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
 	var s string
 	if err := n.Decode(&s); err != nil {
 		return err
@@ -90,6 +96,6 @@ func (d *duration) UnmarshalYAML(n *yaml.Node) error {
 		// A TypeError lets the decoder go on and report every problem at once.
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: invalid duration %q (use a Go duration such as 30s or 5m)", n.Line, s)}}
 	}
-	*d = duration(v)
+	*d = Duration(v)
 	return nil
 }

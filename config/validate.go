@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/google/cel-go/cel"
 )
@@ -93,7 +92,7 @@ func checkFile(configFile, p string, path fieldPath, ps *problems) string {
 }
 
 func buildServer(in serverFile, path fieldPath, ps *problems) Server {
-	s := Server{GRPC: in.GRPC, Admin: in.Admin, DrainTimeout: DefaultDrainTimeout}
+	s := Server{GRPC: in.GRPC, Admin: in.Admin, DrainTimeout: Duration(DefaultDrainTimeout)}
 	if s.GRPC == "" {
 		s.GRPC = DefaultGRPC
 	}
@@ -101,7 +100,7 @@ func buildServer(in serverFile, path fieldPath, ps *problems) Server {
 		s.Admin = DefaultAdmin
 	}
 	if in.DrainTimeout != nil {
-		s.DrainTimeout = time.Duration(*in.DrainTimeout)
+		s.DrainTimeout = *in.DrainTimeout
 		if s.DrainTimeout <= 0 {
 			ps.at(path.key("drain_timeout"), "must be positive")
 		}
@@ -231,7 +230,7 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 	for i, r := range in {
 		rp := path.idx(i)
 		checkName("route", r.Name, rp.key("name"), names, ps)
-		route := Route{Name: r.Name, Match: Match(r.Match), Listeners: r.Listeners, Timeout: DefaultRouteTimeout}
+		route := Route{Name: r.Name, Match: Match(r.Match), Listeners: r.Listeners, Timeout: Duration(DefaultRouteTimeout)}
 		checkMatch(route.Match, rp.key("match"), ps)
 		for j, l := range r.Listeners {
 			if !listeners[l] {
@@ -244,7 +243,7 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 			}
 		}
 		if r.Timeout != nil {
-			route.Timeout = time.Duration(*r.Timeout)
+			route.Timeout = *r.Timeout
 			if route.Timeout <= 0 {
 				ps.at(rp.key("timeout"), "must be positive")
 			}

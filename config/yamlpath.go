@@ -56,6 +56,44 @@ func (ix *nodeIndex) line(p fieldPath) int {
 	return line
 }
 
+// pathAt finds the value node on line, for errors that only know their
+// line (yaml's decode errors). With several on the line (flow style), the
+// one whose value is quoted in msg wins.
+func (ix *nodeIndex) pathAt(line int, msg string) (fieldPath, bool) {
+	if ix == nil || ix.doc == nil || len(ix.doc.Content) == 0 {
+		return nil, false
+	}
+	var best fieldPath
+	found := false
+	var walk func(n *yaml.Node, p fieldPath)
+	walk = func(n *yaml.Node, p fieldPath) {
+		if n.Line == line && n.Kind == yaml.ScalarNode {
+			if best == nil {
+				best = p
+			}
+			if strings.Contains(msg, "`"+n.Value+"`") || strings.Contains(msg, strconv.Quote(n.Value)) {
+				best, found = p, true
+			}
+			return
+		}
+		switch n.Kind {
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content) && !found; i += 2 {
+				walk(n.Content[i+1], p.key(n.Content[i].Value))
+			}
+		case yaml.SequenceNode:
+			for i, c := range n.Content {
+				if found {
+					break
+				}
+				walk(c, p.idx(i))
+			}
+		}
+	}
+	walk(ix.doc.Content[0], nil)
+	return best, best != nil
+}
+
 func child(n *yaml.Node, e any) *yaml.Node {
 	switch v := e.(type) {
 	case string:
@@ -92,7 +130,7 @@ func checkKeys(n *yaml.Node, t reflect.Type, path fieldPath, ps *problems) {
 	}
 	switch t.Kind() {
 	case reflect.Struct:
-		if n.Kind != yaml.MappingNode || t == reflect.TypeFor[duration]() {
+		if n.Kind != yaml.MappingNode || t == reflect.TypeFor[Duration]() {
 			return
 		}
 		fields := map[string]reflect.Type{}

@@ -138,7 +138,7 @@ func (r *Registry) ApplyConfig(cfg *config.Config) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	now := r.now()
-	r.drainTimeout = cfg.Server.DrainTimeout
+	r.drainTimeout = cfg.Server.DrainTimeout.Std()
 	r.pools = map[string]bool{}
 	want := map[key]bool{}
 	for _, p := range cfg.Pools {
@@ -351,4 +351,20 @@ func (r *Registry) info(rn *Runner) Info {
 		in.ExpiresAt = &t
 	}
 	return in
+}
+
+// RunnerCounts counts runners by {pool, state}; every pool has an active
+// and a draining entry, possibly zero.
+func (r *Registry) RunnerCounts() map[[2]string]int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := map[[2]string]int{}
+	for p := range r.pools {
+		out[[2]string{p, string(Active)}] = 0
+		out[[2]string{p, string(Draining)}] = 0
+	}
+	for k, rn := range r.runners {
+		out[[2]string{k.pool, string(rn.state)}]++
+	}
+	return out
 }

@@ -1,0 +1,74 @@
+package xds
+
+import (
+	"context"
+	"log/slog"
+	"sync"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
+	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
+	"google.golang.org/grpc"
+
+	"github.com/switchyard/switchyard/metrics"
+)
+
+// Register serves ADS from the publisher's cache on g. Envoy's ACKs and
+// NACKs are logged and counted: go-control-plane itself ignores NACKs.
+func Register(ctx context.Context, g *grpc.Server, p *Publisher, log *slog.Logger, m *metrics.Metrics) *Acks {
+	acks := &Acks{acked: map[string]string{}}
+	cb := serverv3.CallbackFuncs{
+		StreamOpenFunc: func(context.Context, int64, string) error {
+			m.XDSClients.Inc()
+			return nil
+		},
+		StreamClosedFunc: func(id int64, node *corev3.Node) {
+			m.XDSClients.Dec()
+			log.Info("envoy disconnected", "stream", id, "node", node.GetId())
+		},
+		StreamRequestFunc: func(id int64, req *discoveryv3.DiscoveryRequest) error {
+			typ := shortType(req.GetTypeUrl())
+			if st := req.GetErrorDetail(); st != nil {
+				m.XDSNacks.WithLabelValues(typ).Inc()
+				log.Warn("envoy rejected config", "type", typ, "node", req.GetNode().GetId(),
+					"rejected_nonce", req.GetResponseNonce(), "kept_version", req.GetVersionInfo(), "error", st.GetMessage())
+				return nil
+			}
+			if req.GetVersionInfo() != "" {
+				acks.record(typ, req.GetVersionInfo())
+			}
+			return nil
+		},
+		StreamResponseFunc: func(_ context.Context, id int64, _ *discoveryv3.DiscoveryRequest, resp *discoveryv3.DiscoveryResponse) {
+			typ := shortType(resp.GetTypeUrl())
+			m.XDSPushes.WithLabelValues(typ).Inc()
+			log.Debug("pushed", "stream", id, "type", typ, "version", resp.GetVersionInfo(), "resources", len(resp.GetResources()))
+		},
+	}
+	srv := serverv3.NewServer(ctx, p.Cache(), cb)
+	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, srv)
+	return acks
+}
+
+// Acks remembers the last version Envoys acknowledged per resource type.
+type Acks struct {
+	mu    sync.Mutex
+	acked map[string]string
+}
+
+func (a *Acks) record(typ, version string) {
+	a.mu.Lock()
+	a.acked[typ] = version
+	a.mu.Unlock()
+}
+
+// Versions returns the last acknowledged version of each resource type.
+func (a *Acks) Versions() map[string]string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	out := make(map[string]string, len(a.acked))
+	for k, v := range a.acked {
+		out[k] = v
+	}
+	return out
+}

@@ -1,0 +1,106 @@
+package translate
+
+import (
+	"net/netip"
+	"time"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
+	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
+	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/switchyard/switchyard/config"
+)
+
+const (
+	runnerConnectTimeout = 2 * time.Second
+	// poolMaxRequests lifts Envoy's default circuit breakers (1024 requests
+	// per cluster), which slow inference would hit at modest request rates.
+	poolMaxRequests = 100_000
+)
+
+// poolCluster is a pool's EDS cluster. Runner choice is ext_proc's: the
+// override_host policy takes the ordered runner list from dynamic metadata
+// (only hosts in the EDS set are used, the next ones on retry) and falls
+// back to least_request when the list is missing or stale.
+func poolCluster(p config.Pool) *clusterv3.Cluster {
+	name := ClusterName(p.Name)
+	thresholds := &clusterv3.CircuitBreakers_Thresholds{
+		MaxConnections:     wrapperspb.UInt32(poolMaxRequests),
+		MaxPendingRequests: wrapperspb.UInt32(poolMaxRequests),
+		MaxRequests:        wrapperspb.UInt32(poolMaxRequests),
+	}
+	return &clusterv3.Cluster{
+		Name:                 name,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
+		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
+		ConnectTimeout:       durationpb.New(runnerConnectTimeout),
+		LoadBalancingPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+			TypedExtensionConfig: &corev3.TypedExtensionConfig{
+				Name: "envoy.load_balancing_policies.override_host",
+				TypedConfig: mustAny(&overridehostv3.OverrideHost{
+					OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
+						Metadata: &metadatav3.MetadataKey{
+							Key:  LBNamespace,
+							Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: EndpointKey}}},
+						},
+					}},
+					FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
+						TypedExtensionConfig: &corev3.TypedExtensionConfig{
+							Name:        "envoy.load_balancing_policies.least_request",
+							TypedConfig: mustAny(&leastrequestv3.LeastRequest{}),
+						},
+					}}},
+				}),
+			},
+		}}},
+		// Draining runners are excluded as unhealthy; never send traffic to
+		// them in panic mode, even when most of a pool is draining.
+		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
+		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{thresholds}},
+	}
+}
+
+// extProcCluster reaches switchyard's gRPC port over HTTP/2.
+func extProcCluster(grpcAddr string) (*clusterv3.Cluster, error) {
+	ap, err := config.ParseHostPort(grpcAddr)
+	if err != nil {
+		return nil, err
+	}
+	ap = ConnectAddr(ap)
+	return &clusterv3.Cluster{
+		Name:                 ExtProcCluster,
+		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:       durationpb.New(time.Second),
+		TypedExtensionProtocolOptions: map[string]*anypb.Any{
+			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+				}},
+			}),
+		},
+		LoadAssignment: &endpointv3.ClusterLoadAssignment{
+			ClusterName: ExtProcCluster,
+			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(ap, false)}}},
+		},
+	}, nil
+}
+
+// ConnectAddr turns a listen address into one a client can connect to:
+// the unspecified address means this host's loopback.
+func ConnectAddr(ap netip.AddrPort) netip.AddrPort {
+	switch {
+	case ap.Addr() == netip.IPv4Unspecified():
+		return netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), ap.Port())
+	case ap.Addr() == netip.IPv6Unspecified():
+		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
+	}
+	return ap
+}

@@ -1,0 +1,42 @@
+package translate
+
+import (
+	"net/netip"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/registry"
+)
+
+// loadAssignment lists a pool's runners. Draining runners stay listed as
+// DRAINING so that Envoy sends them nothing new while their in-flight
+// requests finish on the connections they already have.
+func loadAssignment(p config.Pool, eps []registry.Endpoint) (*endpointv3.ClusterLoadAssignment, error) {
+	lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
+	for _, ep := range eps {
+		ap, err := netip.ParseAddrPort(ep.Address)
+		if err != nil {
+			return nil, err
+		}
+		lbs = append(lbs, lbEndpoint(ap, ep.Draining))
+	}
+	return &endpointv3.ClusterLoadAssignment{
+		ClusterName: ClusterName(p.Name),
+		Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: lbs}},
+	}, nil
+}
+
+func lbEndpoint(ap netip.AddrPort, draining bool) *endpointv3.LbEndpoint {
+	status := corev3.HealthStatus_HEALTHY
+	if draining {
+		status = corev3.HealthStatus_DRAINING
+	}
+	return &endpointv3.LbEndpoint{
+		HealthStatus: status,
+		HostIdentifier: &endpointv3.LbEndpoint_Endpoint{Endpoint: &endpointv3.Endpoint{
+			Address: socketAddress(ap),
+		}},
+	}
+}

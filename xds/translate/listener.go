@@ -1,0 +1,117 @@
+package translate
+
+import (
+	"net/netip"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
+	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/switchyard/switchyard/config"
+)
+
+// ExtProcMessageTimeout bounds each ext_proc exchange. Envoy's default of
+// 200 ms is tight for a buffered multi-megabyte body on a busy machine; past
+// the timeout the request fails open to its route's default pool.
+const ExtProcMessageTimeout = time.Second
+
+func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, error) {
+	ip, err := netip.ParseAddr(l.Address)
+	if err != nil {
+		return nil, err
+	}
+	hcm := &hcmv3.HttpConnectionManager{
+		StatPrefix: l.Name,
+		CodecType:  hcmv3.HttpConnectionManager_AUTO,
+		RouteSpecifier: &hcmv3.HttpConnectionManager_Rds{Rds: &hcmv3.Rds{
+			RouteConfigName: l.Name,
+			ConfigSource:    adsSource(),
+		}},
+		// An edge proxy: the client's address is the peer, and Envoy
+		// sanitises x-envoy-* and x-forwarded-* headers from it.
+		UseRemoteAddress: wrapperspb.Bool(true),
+		NormalizePath:    wrapperspb.Bool(true),
+		MergeSlashes:     true,
+		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
+			Name:        "switchyard.strip_internal_headers",
+			TypedConfig: mustAny(stripInternalHeaders()),
+		}},
+		HttpFilters: []*hcmv3.HttpFilter{
+			{Name: "envoy.filters.http.ext_proc", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
+			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
+		},
+	}
+	chain := &listenerv3.FilterChain{
+		Filters: []*listenerv3.Filter{{
+			Name:       "envoy.filters.network.http_connection_manager",
+			ConfigType: &listenerv3.Filter_TypedConfig{TypedConfig: mustAny(hcm)},
+		}},
+	}
+	if l.TLS != nil {
+		chain.TransportSocket = &corev3.TransportSocket{
+			Name: "envoy.transport_sockets.tls",
+			ConfigType: &corev3.TransportSocket_TypedConfig{TypedConfig: mustAny(&tlsv3.DownstreamTlsContext{
+				CommonTlsContext: &tlsv3.CommonTlsContext{
+					TlsCertificates: []*tlsv3.TlsCertificate{{
+						CertificateChain: &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.CertFile}},
+						PrivateKey:       &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: l.TLS.KeyFile}},
+					}},
+					AlpnProtocols: []string{"h2", "http/1.1"},
+				},
+			})},
+		}
+	}
+	return &listenerv3.Listener{
+		Name:         l.Name,
+		Address:      socketAddress(netip.AddrPortFrom(ip, uint16(l.Port))),
+		FilterChains: []*listenerv3.FilterChain{chain},
+	}, nil
+}
+
+// stripInternalHeaders removes client copies of switchyard's internal
+// headers before route matching and before any HTTP filter runs, so they are
+// gone even when ext_proc is down and the request fails open.
+func stripInternalHeaders() *earlymutationv3.HeaderMutation {
+	m := &earlymutationv3.HeaderMutation{}
+	for _, prefix := range InternalHeaderPrefixes {
+		m.Mutations = append(m.Mutations, &mutationv3.HeaderMutation{
+			Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
+				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}},
+			}},
+		})
+	}
+	return m
+}
+
+// extProcFilter sends headers only; the ext_proc service asks for the body
+// per request (mode override) when the matched route's rules need it. If
+// switchyard is unreachable, requests continue to their route's default.
+func extProcFilter() *extprocv3.ExternalProcessor {
+	return &extprocv3.ExternalProcessor{
+		GrpcService: &corev3.GrpcService{
+			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster}},
+		},
+		FailureModeAllow: true,
+		ProcessingMode: &extprocv3.ProcessingMode{
+			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+		},
+		AllowModeOverride:  true,
+		MessageTimeout:     durationpb.New(ExtProcMessageTimeout),
+		RequestAttributes:  []string{RouteNameAttribute},
+		ResponseAttributes: []string{"upstream.address"},
+	}
+}

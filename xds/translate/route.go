@@ -1,0 +1,78 @@
+package translate
+
+import (
+	"slices"
+
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/wrapperspb"
+
+	"github.com/switchyard/switchyard/config"
+)
+
+// RouteRetryOn are the failures Envoy retries on another runner of the same
+// pool. They all happen before the runner saw the request, so a retry never
+// runs an inference twice.
+const RouteRetryOn = "connect-failure,refused-stream,reset-before-request"
+
+// routeConfig is the route table of one listener. For each config route, in
+// file order, it has one entry per pool the route can use, selected by the
+// pool header ext_proc sets, then the route's default entry without the
+// header. Only pools the route names are reachable, whatever the header says.
+func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfiguration {
+	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}}
+	for _, r := range cfg.Routes {
+		if !slices.Contains(r.Listeners, l.Name) {
+			continue
+		}
+		for _, pool := range r.Pools() {
+			m := pathMatch(r.Match)
+			m.Headers = []*routev3.HeaderMatcher{{
+				Name: PoolHeader,
+				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: pool},
+				}},
+			}}
+			vh.Routes = append(vh.Routes, route(r.Name+"/"+pool, m, pool, r))
+		}
+		// Named after the config route: ext_proc learns which config route
+		// matched from this name (the pool header is never set yet then).
+		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultPool(), r))
+	}
+	return &routev3.RouteConfiguration{
+		Name:                     l.Name,
+		VirtualHosts:             []*routev3.VirtualHost{vh},
+		RequestHeadersToRemove:   []string{PoolHeader},
+		ValidateClusters:         wrapperspb.Bool(false),
+		IgnorePortInHostMatching: true,
+	}
+}
+
+func route(name string, m *routev3.RouteMatch, pool string, r config.Route) *routev3.Route {
+	return &routev3.Route{
+		Name:  name,
+		Match: m,
+		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
+			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(pool)},
+			Timeout:          durationpb.New(r.Timeout.Std()),
+			RetryPolicy: &routev3.RetryPolicy{
+				RetryOn:    RouteRetryOn,
+				NumRetries: wrapperspb.UInt32(2),
+				RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+					Name:       "envoy.retry_host_predicates.previous_hosts",
+					ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+				}},
+				HostSelectionRetryMaxAttempts: 3,
+			},
+		}},
+	}
+}
+
+func pathMatch(m config.Match) *routev3.RouteMatch {
+	if m.Path != "" {
+		return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Path{Path: m.Path}}
+	}
+	return &routev3.RouteMatch{PathSpecifier: &routev3.RouteMatch_Prefix{Prefix: m.Prefix}}
+}

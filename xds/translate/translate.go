@@ -1,0 +1,115 @@
+package translate
+
+import (
+	"fmt"
+	"net/netip"
+	"sort"
+
+	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/anypb"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/registry"
+)
+
+// Names shared with the ext_proc service and the Envoy bootstrap.
+const (
+	// PoolHeader carries ext_proc's pool decision to route matching.
+	PoolHeader = "x-switchyard-pool"
+	// ExtProcCluster is the cluster Envoy reaches switchyard's ext_proc on.
+	ExtProcCluster = "switchyard_extproc"
+	// LBNamespace and EndpointKey are where ext_proc puts the ordered runner
+	// list for override_host (the endpoint picker protocol's names).
+	LBNamespace = "envoy.lb"
+	EndpointKey = "x-gateway-destination-endpoint"
+	// RouteNameAttribute is the ext_proc request attribute that names the
+	// route Envoy matched: its name is the config route's name.
+	RouteNameAttribute = "xds.route_name"
+)
+
+// InternalHeaderPrefixes are stripped from every client request before any
+// filter or route sees them, so a client cannot forge a decision.
+var InternalHeaderPrefixes = []string{"x-switchyard-", EndpointKey}
+
+// ClusterName is the Envoy cluster of a pool.
+func ClusterName(pool string) string { return "pool_" + pool }
+
+// Input is everything a translation depends on.
+type Input struct {
+	Config    *config.Config
+	Endpoints map[string][]registry.Endpoint // by pool
+}
+
+// Resources is one complete, consistent set of Envoy resources.
+type Resources struct {
+	Listeners []*listenerv3.Listener
+	Routes    []*routev3.RouteConfiguration
+	Clusters  []*clusterv3.Cluster
+	Endpoints []*endpointv3.ClusterLoadAssignment
+}
+
+// Translate builds the resources for in. Errors mean a bug or an input the
+// config package should have refused; the caller keeps its last good set.
+func Translate(in Input) (*Resources, error) {
+	cfg := in.Config
+	out := &Resources{}
+	for _, l := range cfg.Listeners {
+		lis, err := listener(cfg, l)
+		if err != nil {
+			return nil, fmt.Errorf("listener %q: %w", l.Name, err)
+		}
+		out.Listeners = append(out.Listeners, lis)
+		out.Routes = append(out.Routes, routeConfig(cfg, l))
+	}
+	for _, p := range cfg.Pools {
+		out.Clusters = append(out.Clusters, poolCluster(p))
+		cla, err := loadAssignment(p, in.Endpoints[p.Name])
+		if err != nil {
+			return nil, fmt.Errorf("pool %q: %w", p.Name, err)
+		}
+		out.Endpoints = append(out.Endpoints, cla)
+	}
+	ext, err := extProcCluster(cfg.Server.GRPC)
+	if err != nil {
+		return nil, err
+	}
+	out.Clusters = append(out.Clusters, ext)
+	sortByName(out.Listeners, (*listenerv3.Listener).GetName)
+	sortByName(out.Routes, (*routev3.RouteConfiguration).GetName)
+	sortByName(out.Clusters, (*clusterv3.Cluster).GetName)
+	sortByName(out.Endpoints, (*endpointv3.ClusterLoadAssignment).GetClusterName)
+	return out, nil
+}
+
+func sortByName[T any](s []T, name func(T) string) {
+	sort.SliceStable(s, func(i, j int) bool { return name(s[i]) < name(s[j]) })
+}
+
+// mustAny packs a config message; the types are all linked in, so it cannot fail.
+func mustAny(m proto.Message) *anypb.Any {
+	a, err := anypb.New(m)
+	if err != nil {
+		panic(err)
+	}
+	return a
+}
+
+func socketAddress(ap netip.AddrPort) *corev3.Address {
+	return &corev3.Address{Address: &corev3.Address_SocketAddress{SocketAddress: &corev3.SocketAddress{
+		Address:       ap.Addr().String(),
+		PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: uint32(ap.Port())},
+	}}}
+}
+
+// adsSource is the config source for resources fetched over the ADS stream.
+func adsSource() *corev3.ConfigSource {
+	return &corev3.ConfigSource{
+		ResourceApiVersion:    corev3.ApiVersion_V3,
+		ConfigSourceSpecifier: &corev3.ConfigSource_Ads{Ads: &corev3.AggregatedConfigSource{}},
+	}
+}
