@@ -50,8 +50,8 @@ type TLS struct {
 }
 
 type Server struct {
-	GRPC         string        `json:"grpc"`
-	Admin        string        `json:"admin"`
+	GRPC         string   `json:"grpc"`
+	Admin        string   `json:"admin"`
 	DrainTimeout Duration `json:"drain_timeout"`
 }
 
@@ -67,13 +67,13 @@ type Pool struct {
 }
 
 type Route struct {
-	Name          string        `json:"name"`
-	Match         Match         `json:"match"`
-	Listeners     []string      `json:"listeners"` // every listener when the file names none
-	HintFrom      *Expr         `json:"hint_from,omitempty"`
-	OnInvalidBody string        `json:"on_invalid_body"`
-	Timeout       Duration      `json:"timeout"`
-	Rules         []Rule        `json:"rules"`
+	Name          string   `json:"name"`
+	Match         Match    `json:"match"`
+	Listeners     []string `json:"listeners"` // every listener when the file names none
+	HintFrom      *Expr    `json:"hint_from,omitempty"`
+	OnInvalidBody string   `json:"on_invalid_body"`
+	Timeout       Duration `json:"timeout"`
+	Rules         []Rule   `json:"rules"`
 }
 
 type Match struct {

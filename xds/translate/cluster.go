@@ -63,7 +63,7 @@ func poolCluster(p config.Pool) *clusterv3.Cluster {
 		}}},
 		// Draining runners are excluded as unhealthy; never send traffic to
 		// them in panic mode, even when most of a pool is draining.
-		CommonLbConfig: &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
+		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{thresholds}},
 	}
 }
