@@ -22,7 +22,7 @@ const RouteRetryOn = "connect-failure,refused-stream,reset-before-request"
 // pool header ext_proc sets, then the route's default entry without the
 // header. Only pools the route names are reachable, whatever the header says.
 func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfiguration {
-	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}}
+	vh := &routev3.VirtualHost{Name: l.Name, Domains: []string{"*"}, RetryPolicy: retryPolicy()}
 	for _, r := range cfg.Routes {
 		if !slices.Contains(r.Listeners, l.Name) {
 			continue
@@ -57,16 +57,20 @@ func route(name string, m *routev3.RouteMatch, pool string, r config.Route) *rou
 		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
 			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(pool)},
 			Timeout:          durationpb.New(r.Timeout.Std()),
-			RetryPolicy: &routev3.RetryPolicy{
-				RetryOn:    RouteRetryOn,
-				NumRetries: wrapperspb.UInt32(2),
-				RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
-					Name:       "envoy.retry_host_predicates.previous_hosts",
-					ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
-				}},
-				HostSelectionRetryMaxAttempts: 3,
-			},
 		}},
+	}
+}
+
+// retryPolicy retries on another runner of the same pool.
+func retryPolicy() *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:    RouteRetryOn,
+		NumRetries: wrapperspb.UInt32(2),
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
+		}},
+		HostSelectionRetryMaxAttempts: 3,
 	}
 }
 

@@ -1,0 +1,406 @@
+package envoy
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	defaultReadyTimeout = 20 * time.Second
+	stopGrace           = 5 * time.Second
+	logTailLines        = 30
+)
+
+// StartOptions configure [Start]. The zero value is usable when a control
+// plane listens on [DefaultXDSAddress].
+type StartOptions struct {
+	// Bootstrap is passed to [Bootstrap]. AdminPort 0 (the zero value) lets
+	// Envoy pick a free admin port, which suits parallel tests.
+	Bootstrap BootstrapOptions
+	// Binary is the Envoy executable; empty means [Find].
+	Binary string
+	// Dir receives bootstrap.json and the admin address file. Empty means a
+	// new temporary directory, removed by Stop.
+	Dir string
+	// Concurrency is Envoy's worker thread count; 0 means 1.
+	Concurrency int
+	// LogLevel is Envoy's -l level; empty means "info".
+	LogLevel string
+	// Log, if set, also receives Envoy's stdout and stderr as they are
+	// written. The log is always kept in memory too, see [Process.Log].
+	Log io.Writer
+	// ReadyTimeout bounds the wait for admin /ready to answer LIVE; 0 means
+	// 20s. Envoy is not ready until its first CDS and then LDS answers arrive
+	// (about 0.1s with a local control plane). Without a control plane each
+	// waits out its 15s initial_fetch_timeout, one after the other, so Envoy
+	// 1.40 only turns LIVE after about 30s: start the control plane first.
+	ReadyTimeout time.Duration
+	// Args are extra command-line arguments, appended last.
+	Args []string
+}
+
+// Process is a running Envoy started by [Start].
+type Process struct {
+	cmd      *exec.Cmd
+	adminURL string
+	xds      string // for error messages
+	node     string
+	dir      string
+	ownDir   bool
+	log      *logBuffer
+	client   *http.Client
+
+	done    chan struct{} // closed when the process has exited and been reaped
+	waitErr error         // valid after done is closed
+
+	stopOnce sync.Once
+	stopErr  error
+}
+
+// Start runs Envoy with the bootstrap from opts.Bootstrap and returns once
+// its admin API reports ready. ctx bounds only the start-up: after Start
+// returns, Envoy runs until [Process.Stop] (or until it exits by itself).
+//
+// Envoy runs in its own process group, so a terminal's Ctrl-C reaches only
+// the caller, which decides when to stop Envoy. On Linux Envoy is also killed
+// if the starting process dies (best effort: Pdeathsig follows the OS thread
+// that forked it).
+//
+// If Envoy exits or does not become ready in time, Start stops it and returns
+// an error that includes the tail of its log.
+func Start(ctx context.Context, opts StartOptions) (*Process, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("envoy: not started: %w", err)
+	}
+	bin := opts.Binary
+	if bin == "" {
+		var err error
+		if bin, err = Find(); err != nil {
+			return nil, err
+		}
+	}
+	cfg, err := Bootstrap(opts.Bootstrap)
+	if err != nil {
+		return nil, err
+	}
+
+	p := &Process{
+		xds:    cmp.Or(opts.Bootstrap.XDSAddress, DefaultXDSAddress),
+		node:   cmp.Or(opts.Bootstrap.NodeID, DefaultNodeID),
+		dir:    opts.Dir,
+		log:    &logBuffer{max: 4 << 20},
+		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
+		done:   make(chan struct{}),
+	}
+	if p.dir == "" {
+		if p.dir, err = os.MkdirTemp("", "switchyard-envoy-"); err != nil {
+			return nil, fmt.Errorf("envoy: %w", err)
+		}
+		p.ownDir = true
+	} else if err := os.MkdirAll(p.dir, 0o755); err != nil {
+		return nil, fmt.Errorf("envoy: %w", err)
+	}
+	cfgPath := filepath.Join(p.dir, "bootstrap.json")
+	addrPath := filepath.Join(p.dir, "admin-address")
+	// A stale address file from an earlier run in the same Dir would point
+	// at the wrong (or a dead) admin port.
+	if err := os.Remove(addrPath); err != nil && !errors.Is(err, os.ErrNotExist) {
+		p.cleanupDir()
+		return nil, fmt.Errorf("envoy: %w", err)
+	}
+	if err := os.WriteFile(cfgPath, cfg, 0o644); err != nil {
+		p.cleanupDir()
+		return nil, fmt.Errorf("envoy: %w", err)
+	}
+
+	concurrency := opts.Concurrency
+	if concurrency <= 0 {
+		concurrency = 1
+	}
+	level := opts.LogLevel
+	if level == "" {
+		level = "info"
+	}
+	args := []string{
+		"-c", cfgPath,
+		// Several Envoys on one machine must not share hot-restart memory.
+		"--disable-hot-restart",
+		"--concurrency", strconv.Itoa(concurrency),
+		"-l", level,
+		"--admin-address-path", addrPath,
+	}
+	args = append(args, opts.Args...)
+
+	var out io.Writer = p.log
+	if opts.Log != nil {
+		out = teeWriter{p.log, opts.Log}
+	}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Stdout = out
+	p.cmd.Stderr = out
+	p.cmd.SysProcAttr = sysProcAttr()
+	// Don't let a stray holder of the output pipe block Wait forever.
+	p.cmd.WaitDelay = time.Second
+	if err := p.cmd.Start(); err != nil {
+		p.cleanupDir()
+		return nil, fmt.Errorf("envoy: start %s: %w", bin, err)
+	}
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.done)
+	}()
+
+	timeout := opts.ReadyTimeout
+	if timeout <= 0 {
+		timeout = defaultReadyTimeout
+	}
+	rctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	if err := p.waitReady(rctx, addrPath); err != nil {
+		_ = p.Stop()
+		return nil, fmt.Errorf("envoy: %w\n--- last lines of Envoy's log (%s) ---\n%s", err, bin, p.log.tail(logTailLines))
+	}
+	return p, nil
+}
+
+// waitReady polls for the admin address file, then for /ready == 200.
+func (p *Process) waitReady(ctx context.Context, addrPath string) error {
+	start := time.Now()
+	tick := time.NewTicker(25 * time.Millisecond)
+	defer tick.Stop()
+	last := "admin address file not written yet"
+	for {
+		select {
+		case <-p.done:
+			return fmt.Errorf("Envoy exited during start-up (%v) after %v", exitDesc(p.waitErr), time.Since(start).Round(time.Millisecond))
+		case <-ctx.Done():
+			return fmt.Errorf("Envoy not ready after %v: %s (%w)", time.Since(start).Round(time.Millisecond), last, context.Cause(ctx))
+		case <-tick.C:
+		}
+		// Re-read until ready: the file might be caught half-written.
+		b, err := os.ReadFile(addrPath)
+		addr := strings.TrimSpace(string(b))
+		if err != nil || addr == "" {
+			continue
+		}
+		p.adminURL = "http://" + addr
+		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		body, code, err := p.get(qctx, "/ready")
+		qcancel()
+		switch {
+		case ctx.Err() != nil:
+			// Keep the last real answer for the error message.
+		case err != nil:
+			last = "admin /ready: " + err.Error()
+		case code == http.StatusOK:
+			return nil
+		default:
+			// 503 PRE_INITIALIZING or INITIALIZING: normally still waiting
+			// for the first LDS/CDS answer from the control plane.
+			last = fmt.Sprintf("admin /ready answered %d %s (Envoy is ready only after its first LDS and CDS answers; is the control plane at %s serving node %q?)",
+				code, strings.TrimSpace(string(body)), p.xds, p.node)
+		}
+	}
+}
+
+// AdminURL is the base URL of Envoy's admin API, e.g. http://127.0.0.1:9901.
+func (p *Process) AdminURL() string { return p.adminURL }
+
+// Pid is Envoy's process id (also its process group id on Unix).
+func (p *Process) Pid() int { return p.cmd.Process.Pid }
+
+// Log returns Envoy's output so far (the last 4 MiB if it wrote more).
+func (p *Process) Log() string { return p.log.String() }
+
+// Done is closed when Envoy has exited.
+func (p *Process) Done() <-chan struct{} { return p.done }
+
+// Wait blocks until Envoy exits and returns its exit error (nil for status 0).
+func (p *Process) Wait() error {
+	<-p.done
+	return p.waitErr
+}
+
+// Stop asks Envoy to exit (SIGTERM), kills it if it has not exited within
+// 5s, and waits for it. It is safe to call more than once and from several
+// goroutines; every call returns the same result. Stop returns nil when
+// Envoy exited cleanly or because of Stop's signals, and otherwise the error
+// it exited with earlier (e.g. a crash).
+func (p *Process) Stop() error {
+	p.stopOnce.Do(func() {
+		select {
+		case <-p.done:
+			// Exited by itself: report how.
+			p.stopErr = p.waitErr
+		default:
+			_ = terminate(p.cmd.Process)
+			select {
+			case <-p.done:
+			case <-time.After(stopGrace):
+				_ = kill(p.cmd.Process)
+				<-p.done
+			}
+			if p.waitErr != nil && !killedBySignal(p.waitErr) {
+				p.stopErr = p.waitErr
+			}
+		}
+		p.cleanupDir()
+	})
+	return p.stopErr
+}
+
+func (p *Process) cleanupDir() {
+	if p.ownDir {
+		_ = os.RemoveAll(p.dir)
+	}
+}
+
+// Get fetches path (e.g. "/clusters?format=json") from the admin API and
+// returns the body; a non-2xx answer is an error.
+func (p *Process) Get(ctx context.Context, path string) ([]byte, error) {
+	body, code, err := p.get(ctx, path)
+	if err != nil {
+		return nil, fmt.Errorf("envoy: admin %s: %w", path, err)
+	}
+	if code < 200 || code > 299 {
+		return body, fmt.Errorf("envoy: admin %s: HTTP %d: %s", path, code, strings.TrimSpace(string(body)))
+	}
+	return body, nil
+}
+
+func (p *Process) get(ctx context.Context, path string) ([]byte, int, error) {
+	if p.adminURL == "" {
+		return nil, 0, errors.New("admin address not known yet")
+	}
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, p.adminURL+path, nil)
+	if err != nil {
+		return nil, 0, err
+	}
+	resp, err := p.client.Do(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	return body, resp.StatusCode, err
+}
+
+// Stats returns Envoy's counters and gauges by name (from the admin
+// /stats?format=json). Histograms and text readouts are left out.
+func (p *Process) Stats(ctx context.Context) (map[string]uint64, error) {
+	body, err := p.Get(ctx, "/stats?format=json")
+	if err != nil {
+		return nil, err
+	}
+	return parseStats(body)
+}
+
+func parseStats(body []byte) (map[string]uint64, error) {
+	var doc struct {
+		Stats []struct {
+			Name  string          `json:"name"`
+			Value json.RawMessage `json:"value"`
+		} `json:"stats"`
+	}
+	if err := json.Unmarshal(body, &doc); err != nil {
+		return nil, fmt.Errorf("envoy: parse /stats?format=json: %w", err)
+	}
+	stats := make(map[string]uint64, len(doc.Stats))
+	for _, s := range doc.Stats {
+		if s.Name == "" || len(s.Value) == 0 {
+			continue // the histograms entry
+		}
+		v, err := strconv.ParseUint(string(s.Value), 10, 64)
+		if err != nil {
+			continue // text readouts (quoted strings)
+		}
+		stats[s.Name] = v
+	}
+	return stats, nil
+}
+
+// teeWriter writes to the in-memory log and to the caller's writer; an error
+// from the caller's writer must not stop the copy from Envoy's pipe (Envoy
+// would block on a full pipe).
+type teeWriter struct {
+	log *logBuffer
+	w   io.Writer
+}
+
+func (t teeWriter) Write(b []byte) (int, error) {
+	_, _ = t.log.Write(b)
+	_, _ = t.w.Write(b)
+	return len(b), nil
+}
+
+// logBuffer keeps the last max bytes written to it.
+type logBuffer struct {
+	mu        sync.Mutex
+	buf       []byte
+	max       int
+	truncated bool
+}
+
+func (l *logBuffer) Write(b []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, b...)
+	if len(l.buf) > l.max {
+		drop := len(l.buf) - l.max
+		if i := bytes.IndexByte(l.buf[drop:], '\n'); i >= 0 && i < 1024 {
+			drop += i + 1
+		}
+		l.buf = append(l.buf[:0:0], l.buf[drop:]...)
+		l.truncated = true
+	}
+	return len(b), nil
+}
+
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.truncated {
+		return "[... earlier output dropped ...]\n" + string(l.buf)
+	}
+	return string(l.buf)
+}
+
+func (l *logBuffer) tail(n int) string {
+	s := strings.TrimRight(l.String(), "\n")
+	if s == "" {
+		return "(no output)"
+	}
+	lines := strings.Split(s, "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	for i, line := range lines {
+		if len(line) > 300 {
+			lines[i] = line[:300] + " …"
+		}
+	}
+	return strings.Join(lines, "\n")
+}
+
+func exitDesc(err error) string {
+	if err == nil {
+		return "exit status 0"
+	}
+	return err.Error()
+}
