@@ -155,3 +155,42 @@ routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]
 		t.Fatalf("want one problem for the missing key file, got %v", err)
 	}
 }
+
+func TestBodyPaths(t *testing.T) {
+	tests := []struct {
+		expr  string
+		paths string // paths joined with ";", fields with "."
+		whole bool
+	}{
+		{`body.width * body.height <= 1048576`, "height;width", false},
+		{`body.input.image_url.startsWith("data:") && has(body.input.seed)`, "input.image_url;input.seed", false},
+		{`body["model-name"] == "x" || body.model == "y"`, "model;model-name", false},
+		{`size(body) > 2`, "", true},
+		{`body[headers["x-field"]] == 1`, "", true},
+		{`body.loras.exists(l, l.scale > 0.5)`, "loras", false},
+		{`[1, 2].exists(body, body > 1)`, "", false},
+		{`body.sizes.exists(body, body > 1)`, "sizes", false},
+		{`headers["x-tier"] == "big"`, "", false},
+	}
+	for _, tt := range tests {
+		cfg, err := config.Parse("t.yaml", []byte(`
+listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+pools: [{name: p}]
+routes: [{name: r, match: {prefix: /}, rules: [{when: '`+tt.expr+`', pool: p}, {pool: p}]}]
+`))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.expr, err)
+		}
+		e := cfg.Routes[0].Rules[0].When
+		var got []string
+		for _, p := range e.BodyPaths {
+			got = append(got, strings.Join(p, "."))
+		}
+		if strings.Join(got, ";") != tt.paths || e.WholeBody != tt.whole {
+			t.Errorf("%s: paths %q whole %v, want %q whole %v", tt.expr, strings.Join(got, ";"), e.WholeBody, tt.paths, tt.whole)
+		}
+		if want := tt.paths != "" || tt.whole; e.UsesBody != want {
+			t.Errorf("%s: UsesBody = %v, want %v", tt.expr, e.UsesBody, want)
+		}
+	}
+}

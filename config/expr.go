@@ -3,9 +3,12 @@ package config
 import (
 	"encoding/json"
 	"fmt"
+	"sort"
+	"strings"
 	"sync"
 
 	"github.com/google/cel-go/cel"
+	celast "github.com/google/cel-go/common/ast"
 )
 
 // Expr is a compiled CEL expression over the request: body (the JSON body),
@@ -17,6 +20,12 @@ type Expr struct {
 	// UsesBody says the expression reads the request body, so Envoy must be
 	// asked to buffer it.
 	UsesBody bool
+	// BodyPaths are the body fields the expression reads (body.a.b is
+	// ["a", "b"]): only these are extracted from the JSON. WholeBody is set
+	// instead when the expression uses the body in a way that names no
+	// fixed field (size(body), body[headers["k"]]).
+	BodyPaths [][]string
+	WholeBody bool
 }
 
 func (e *Expr) MarshalJSON() ([]byte, error) { return json.Marshal(e.Source) }
@@ -42,6 +51,8 @@ func celEnv() (*cel.Env, error) {
 			cel.Variable(VarHeaders, cel.MapType(cel.StringType, cel.StringType)),
 			cel.Variable(VarPath, cel.StringType),
 			cel.Variable(VarMethod, cel.StringType),
+			// JSON numbers arrive as int or double: let 1024.0 <= 1048576 compare.
+			cel.CrossTypeNumericComparisons(true),
 		)
 	})
 	return env, envErr
@@ -70,13 +81,83 @@ func compileExpr(src string, want ...*cel.Type) (*Expr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("expression %q: %v", src, err)
 	}
-	usesBody := false
-	for _, ref := range ast.NativeRep().ReferenceMap() {
-		if ref.Name == VarBody {
-			usesBody = true
+	expr := &Expr{Source: src, Program: prg}
+	expr.BodyPaths, expr.WholeBody, expr.UsesBody = bodyPaths(ast.NativeRep())
+	return expr, nil
+}
+
+// bodyPaths finds the field chains read off the body variable.
+func bodyPaths(a *celast.AST) (paths [][]string, whole, used bool) {
+	isBody := func(e celast.NavigableExpr) bool {
+		if e.Kind() != celast.IdentKind || e.AsIdent() != VarBody {
+			return false
+		}
+		// A comprehension variable may be named body too: [1].exists(body, …).
+		// Its range and initial value are outside its scope.
+		prev := celast.Expr(e)
+		for p, ok := e.Parent(); ok; p, ok = p.Parent() {
+			if p.Kind() == celast.ComprehensionKind {
+				c := p.AsComprehension()
+				inScope := prev.ID() != c.IterRange().ID() && prev.ID() != c.AccuInit().ID()
+				if inScope && (c.IterVar() == VarBody || c.IterVar2() == VarBody || c.AccuVar() == VarBody) {
+					return false
+				}
+			}
+			prev = p
+		}
+		return true
+	}
+	seen := map[string]bool{}
+	for _, n := range celast.MatchDescendants(celast.NavigateAST(a), isBody) {
+		used = true
+		var path []string
+		cur := celast.NavigableExpr(n)
+		for {
+			parent, ok := cur.Parent()
+			if !ok {
+				break
+			}
+			if field, ok := fieldOf(parent, cur); ok {
+				path = append(path, field)
+				cur = parent
+				continue
+			}
+			break
+		}
+		if len(path) == 0 {
+			whole = true
+			continue
+		}
+		if k := strings.Join(path, "\x00"); !seen[k] {
+			seen[k] = true
+			paths = append(paths, path)
 		}
 	}
-	return &Expr{Source: src, Program: prg, UsesBody: usesBody}, nil
+	sort.Slice(paths, func(i, j int) bool { return strings.Join(paths[i], ".") < strings.Join(paths[j], ".") })
+	return paths, whole, used
+}
+
+// fieldOf says whether parent reads a fixed field of child: child.f or
+// child["f"].
+func fieldOf(parent, child celast.NavigableExpr) (string, bool) {
+	switch parent.Kind() {
+	case celast.SelectKind:
+		sel := parent.AsSelect()
+		if sel.Operand().ID() == child.ID() {
+			return sel.FieldName(), true
+		}
+	case celast.CallKind:
+		call := parent.AsCall()
+		if call.FunctionName() != "_[_]" || len(call.Args()) != 2 || call.Args()[0].ID() != child.ID() {
+			return "", false
+		}
+		if key := call.Args()[1]; key.Kind() == celast.LiteralKind {
+			if s, ok := key.AsLiteral().Value().(string); ok {
+				return s, true
+			}
+		}
+	}
+	return "", false
 }
 
 func typeNames(ts []*cel.Type) string {
