@@ -27,6 +27,7 @@ const usage = `switchyard routes GPU inference requests inside Envoy.
 Usage:
   switchyard serve --config FILE     xDS control plane, ext_proc and admin API
   switchyard validate FILE           check a config file; print every problem
+  switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
   switchyard help                    this text
 `
 
@@ -41,6 +42,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "sim-runner":
+		return simRunner(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil

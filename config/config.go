@@ -1,6 +1,7 @@
 package config
 
 import (
+	"strings"
 	"time"
 )
 
@@ -17,6 +18,18 @@ const (
 	// DefaultDrainTimeout bounds how long a deregistered runner is kept for
 	// its in-flight requests before it is removed anyway.
 	DefaultDrainTimeout = 30 * time.Second
+	// DefaultMaxBodyBytes bounds a request body buffered for rules that
+	// read it. Envoy's buffer limit and switchyard's gRPC message limit
+	// both derive from it; a larger body gets 413 from Envoy.
+	DefaultMaxBodyBytes = 8 << 20
+	MinMaxBodyBytes     = 1 << 10
+	MaxMaxBodyBytes     = 64 << 20
+)
+
+// Hint policies.
+const (
+	PolicySwitchyard = "switchyard" // fal's rule, plus remembering which runner is loading which hint
+	PolicyFal        = "fal"        // fal's rule as written: a non-busy runner with the hint, else any non-busy runner
 )
 
 // OnInvalidBody values.
@@ -33,8 +46,15 @@ type Config struct {
 	Listeners []Listener `json:"listeners"`
 	Server    Server     `json:"server"`
 	Hints     Hints      `json:"hints"`
+	Responses Responses  `json:"responses"`
 	Pools     []Pool     `json:"pools"`
 	Routes    []Route    `json:"routes"`
+}
+
+// Responses says what switchyard adds to or keeps from responses.
+type Responses struct {
+	DecisionHeaders bool `json:"decision_headers"` // x-switchyard-pool, -runner, -variant, -hint
+	RunnerHints     bool `json:"runner_hints"`     // pass the runners' hint header on to clients
 }
 
 type Listener struct {
@@ -53,11 +73,13 @@ type Server struct {
 	GRPC         string   `json:"grpc"`
 	Admin        string   `json:"admin"`
 	DrainTimeout Duration `json:"drain_timeout"`
+	MaxBodyBytes int      `json:"max_body_bytes"`
 }
 
 type Hints struct {
 	RequestHeaders []string `json:"request_headers"`
 	ResponseHeader string   `json:"response_header"`
+	Policy         string   `json:"policy"`
 }
 
 type Pool struct {
@@ -126,22 +148,76 @@ func (r *Route) DefaultPool() string {
 	return best.Pool
 }
 
-// Pools lists, sorted and without repeats, every pool the route can send a
-// request to: rule pools, split variants and fallbacks.
-func (r *Route) Pools() []string {
-	set := map[string]bool{}
+// Target is where a decision sends a request: a pool and, in order, the
+// pools that serve the same request when that pool fails.
+type Target struct {
+	Pool     string
+	Fallback []string
+}
+
+// Name identifies the target in the routing header and in Envoy's route
+// and cluster names: "a100", or "a100+a6000" with a fallback. Pool names
+// cannot contain '+', so names never collide.
+func (t Target) Name() string {
+	if len(t.Fallback) == 0 {
+		return t.Pool
+	}
+	return t.Pool + "+" + strings.Join(t.Fallback, "+")
+}
+
+// Target is the target of this rule for pool (the rule's pool or one of
+// its split variants).
+func (r Rule) Target(pool string) Target { return Target{Pool: pool, Fallback: r.Fallback} }
+
+// DefaultTarget is where the route sends a request when no decision is
+// made: its default pool, with the last rule's fallbacks.
+func (r *Route) DefaultTarget() Target {
+	return r.Rules[len(r.Rules)-1].Target(r.DefaultPool())
+}
+
+// Targets lists, sorted by name and without repeats, every target the
+// route's rules can choose.
+func (r *Route) Targets() []Target {
+	set := map[string]Target{}
 	for _, rule := range r.Rules {
 		if rule.Pool != "" {
-			set[rule.Pool] = true
+			t := rule.Target(rule.Pool)
+			set[t.Name()] = t
 		}
 		if rule.Split != nil {
 			for _, v := range rule.Split.Variants {
-				set[v.Pool] = true
+				t := rule.Target(v.Pool)
+				set[t.Name()] = t
 			}
 		}
-		for _, f := range rule.Fallback {
-			set[f] = true
+	}
+	out := make([]Target, 0, len(set))
+	for _, name := range sortedKeys(set) {
+		out = append(out, set[name])
+	}
+	return out
+}
+
+// NeedsBody says whether any expression of the route reads the body.
+func (r *Route) NeedsBody() bool {
+	uses := func(e *Expr) bool { return e != nil && e.UsesBody }
+	if uses(r.HintFrom) {
+		return true
+	}
+	for _, rule := range r.Rules {
+		if uses(rule.When) || rule.Split != nil && uses(rule.Split.StickyKey) {
+			return true
 		}
 	}
-	return sortedKeys(set)
+	return false
+}
+
+// Route returns the named route.
+func (c *Config) Route(name string) (*Route, bool) {
+	for i := range c.Routes {
+		if c.Routes[i].Name == name {
+			return &c.Routes[i], true
+		}
+	}
+	return nil, false
 }

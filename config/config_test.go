@@ -28,8 +28,15 @@ func TestLoadDesignExample(t *testing.T) {
 	if got := ab.DefaultPool(); got != "model-v1" {
 		t.Errorf("ab default pool = %q, want the heaviest variant model-v1", got)
 	}
-	if diff := cmp.Diff([]string{"a100", "a6000", "h100"}, images.Pools()); diff != "" {
-		t.Errorf("images pools (-want +got):\n%s", diff)
+	wantTargets := []config.Target{{Pool: "a100", Fallback: []string{"a6000"}}, {Pool: "h100", Fallback: []string{"a6000"}}}
+	if diff := cmp.Diff(wantTargets, images.Targets()); diff != "" {
+		t.Errorf("images targets (-want +got):\n%s", diff)
+	}
+	if got := images.DefaultTarget().Name(); got != "h100+a6000" {
+		t.Errorf("images default target = %q", got)
+	}
+	if !images.NeedsBody() || ab.NeedsBody() {
+		t.Errorf("NeedsBody: images %v (want true), ab %v (want false)", images.NeedsBody(), ab.NeedsBody())
 	}
 	if got := images.DefaultPool(); got != "h100" {
 		t.Errorf("images default pool = %q, want h100", got)
@@ -60,11 +67,14 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.Duration(config.DefaultDrainTimeout)}
+	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.Duration(config.DefaultDrainTimeout), MaxBodyBytes: config.DefaultMaxBodyBytes}
 	if diff := cmp.Diff(want, cfg.Server); diff != "" {
 		t.Errorf("server (-want +got):\n%s", diff)
 	}
-	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints"}, cfg.Hints); diff != "" {
+	if !cfg.Responses.DecisionHeaders || cfg.Responses.RunnerHints {
+		t.Errorf("responses defaults: %+v", cfg.Responses)
+	}
+	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints", Policy: "switchyard"}, cfg.Hints); diff != "" {
 		t.Errorf("hints (-want +got):\n%s", diff)
 	}
 	if cfg.Routes[0].Timeout.Std() != 90*time.Second {
@@ -105,6 +115,8 @@ func TestProblems(t *testing.T) {
 			[]string{`3|routes[0].rules[0].fallback[0]|its own fallback`, `3|routes[0].rules[0].fallback[1]|unknown pool`, `3|routes[0].rules[0].fallback[3]|listed twice`}},
 		{"route match and listeners", head + "routes: [{name: r, match: {prefix: x}, listeners: [nope], rules: [{pool: p}]}, {name: s, match: {}, rules: [{pool: p}]}]\n",
 			[]string{`3|routes[0].match.prefix|must start with /`, `3|routes[0].listeners[0]|unknown listener`, `3|routes[1].match|exactly one of prefix or path`}},
+		{"limits and policy", head + "server: {max_body_bytes: 10}\nhints: {policy: fastest}\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
+			[]string{`3|server.max_body_bytes|must be 1024 to 67108864 bytes`, `4|hints.policy|must be "switchyard" or "fal"`}},
 		{"empty file", "", []string{`0||empty file`}},
 		{"syntax error", "pools: [\n", []string{`1||did not find expected node content`}},
 		{"unknown key beside missing sections", "pools: [{name: a, colr: x}]\n",

@@ -14,6 +14,7 @@ type file struct {
 	Listeners []listenerFile `yaml:"listeners"`
 	Server    serverFile     `yaml:"server"`
 	Hints     hintsFile      `yaml:"hints"`
+	Responses responsesFile  `yaml:"responses"`
 	Pools     []poolFile     `yaml:"pools"`
 	Routes    []routeFile    `yaml:"routes"`
 }
@@ -34,11 +35,18 @@ type serverFile struct {
 	GRPC         string    `yaml:"grpc"`
 	Admin        string    `yaml:"admin"`
 	DrainTimeout *Duration `yaml:"drain_timeout"`
+	MaxBodyBytes *int      `yaml:"max_body_bytes"`
+}
+
+type responsesFile struct {
+	DecisionHeaders *bool `yaml:"decision_headers"`
+	RunnerHints     bool  `yaml:"runner_hints"`
 }
 
 type hintsFile struct {
 	RequestHeaders []string `yaml:"request_headers"`
 	ResponseHeader string   `yaml:"response_header"`
+	Policy         string   `yaml:"policy"`
 }
 
 type poolFile struct {

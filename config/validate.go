@@ -27,6 +27,7 @@ func build(name string, f *file, ps *problems) *Config {
 	cfg.Listeners = buildListeners(name, f.Listeners, root.key("listeners"), ps)
 	cfg.Server = buildServer(f.Server, root.key("server"), ps)
 	cfg.Hints = buildHints(f.Hints, root.key("hints"), ps)
+	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints}
 	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
 	cfg.Routes = buildRoutes(f.Routes, cfg, root.key("routes"), ps)
 	return cfg
@@ -92,7 +93,13 @@ func checkFile(configFile, p string, path fieldPath, ps *problems) string {
 }
 
 func buildServer(in serverFile, path fieldPath, ps *problems) Server {
-	s := Server{GRPC: in.GRPC, Admin: in.Admin, DrainTimeout: Duration(DefaultDrainTimeout)}
+	s := Server{GRPC: in.GRPC, Admin: in.Admin, DrainTimeout: Duration(DefaultDrainTimeout), MaxBodyBytes: DefaultMaxBodyBytes}
+	if in.MaxBodyBytes != nil {
+		s.MaxBodyBytes = *in.MaxBodyBytes
+		if s.MaxBodyBytes < MinMaxBodyBytes || s.MaxBodyBytes > MaxMaxBodyBytes {
+			ps.at(path.key("max_body_bytes"), "must be %d to %d bytes, got %d", MinMaxBodyBytes, MaxMaxBodyBytes, s.MaxBodyBytes)
+		}
+	}
 	if s.GRPC == "" {
 		s.GRPC = DefaultGRPC
 	}
@@ -155,7 +162,14 @@ func ParseRunnerAddress(s string) (string, error) {
 }
 
 func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
-	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader}
+	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader, Policy: in.Policy}
+	switch h.Policy {
+	case "":
+		h.Policy = PolicySwitchyard
+	case PolicySwitchyard, PolicyFal:
+	default:
+		ps.at(path.key("policy"), "must be %q or %q, got %q", PolicySwitchyard, PolicyFal, h.Policy)
+	}
 	if len(h.RequestHeaders) == 0 {
 		h.RequestHeaders = []string{DefaultRequestHeader}
 	}

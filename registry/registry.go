@@ -98,6 +98,10 @@ type Registry struct {
 	runners      map[key]*Runner
 	changed      chan struct{}
 	wake         chan struct{}
+
+	// active is a copy-on-write view of each pool's active runners, sorted
+	// by address, for the request path to read without the lock.
+	active atomic.Pointer[map[string][]*Runner]
 }
 
 func New(opts Options) *Registry {
@@ -120,7 +124,9 @@ func New(opts Options) *Registry {
 // before the receiver reads are coalesced into one.
 func (r *Registry) Changed() <-chan struct{} { return r.changed }
 
+// notify publishes the new runner set; r.mu must be held.
 func (r *Registry) notify() {
+	r.rebuildActiveLocked()
 	select {
 	case r.changed <- struct{}{}:
 	default:
@@ -270,12 +276,36 @@ func (r *Registry) Sweep() time.Time {
 		}
 	}
 	if changed {
+		r.rebuildActiveLocked()
 		select {
 		case r.changed <- struct{}{}:
 		default:
 		}
 	}
 	return next
+}
+
+func (r *Registry) rebuildActiveLocked() {
+	m := make(map[string][]*Runner, len(r.pools))
+	for k, rn := range r.runners {
+		if rn.state == Active {
+			m[k.pool] = append(m[k.pool], rn)
+		}
+	}
+	for _, rs := range m {
+		slices.SortFunc(rs, func(a, b *Runner) int { return strings.Compare(a.Address, b.Address) })
+	}
+	r.active.Store(&m)
+}
+
+// Active returns the pool's active runners, sorted by address. The slice is
+// shared and must not be modified; it is safe to read without locking.
+func (r *Registry) Active(pool string) []*Runner {
+	m := r.active.Load()
+	if m == nil {
+		return nil
+	}
+	return (*m)[pool]
 }
 
 // drainPoll is how often a draining runner's in-flight count is checked.

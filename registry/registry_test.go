@@ -123,6 +123,9 @@ func TestDrain(t *testing.T) {
 		if eps := endpoints(r)["a"]; !eps[0].Draining || eps[1].Draining {
 			t.Fatalf("endpoints after deregister: %+v", eps)
 		}
+		if act := r.Active("a"); len(act) != 1 || act[0].Address != "10.0.0.2:80" {
+			t.Fatalf("active runners after deregister: %v", act)
+		}
 		c.advance(time.Second)
 		r.Sweep()
 		if _, ok := r.Runner("a", "10.0.0.1:80"); !ok {

@@ -154,8 +154,8 @@ func TestNackIsCounted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := len(resp.GetResources()); got != 6 {
-		t.Fatalf("got %d clusters, want 5 pools + ext_proc", got)
+	if got := len(resp.GetResources()); got != 8 {
+		t.Fatalf("got %d clusters, want 5 pools, 2 pool+fallback aggregates and ext_proc", got)
 	}
 	if err := stream.Send(&discoveryv3.DiscoveryRequest{
 		Node: node, TypeUrl: resourcev3.ClusterType, ResponseNonce: resp.GetNonce(),

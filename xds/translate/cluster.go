@@ -7,6 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
 	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -65,6 +66,40 @@ func poolCluster(p config.Pool) *clusterv3.Cluster {
 		// them in panic mode, even when most of a pool is draining.
 		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
 		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{thresholds}},
+	}
+}
+
+// fallbackTargets lists every target with fallback pools that a route uses.
+func fallbackTargets(cfg *config.Config) []config.Target {
+	seen := map[string]bool{}
+	var out []config.Target
+	for _, r := range cfg.Routes {
+		for _, t := range append(r.Targets(), r.DefaultTarget()) {
+			if len(t.Fallback) > 0 && !seen[t.Name()] {
+				seen[t.Name()] = true
+				out = append(out, t)
+			}
+		}
+	}
+	return out
+}
+
+// aggregateCluster puts a pool and its fallbacks in priority order: traffic
+// goes to the pool, and the route's retry policy moves a failed request to
+// the next priority, the first fallback, then the next.
+func aggregateCluster(t config.Target) *clusterv3.Cluster {
+	clusters := []string{ClusterName(t.Pool)}
+	for _, f := range t.Fallback {
+		clusters = append(clusters, ClusterName(f))
+	}
+	return &clusterv3.Cluster{
+		Name: ClusterName(t.Name()),
+		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
+			Name:        "envoy.clusters.aggregate",
+			TypedConfig: mustAny(&aggregatev3.ClusterConfig{Clusters: clusters}),
+		}},
+		ConnectTimeout: durationpb.New(runnerConnectTimeout),
+		LbPolicy:       clusterv3.Cluster_CLUSTER_PROVIDED,
 	}
 }
 

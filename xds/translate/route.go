@@ -5,6 +5,7 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
+	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
@@ -27,19 +28,19 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 		if !slices.Contains(r.Listeners, l.Name) {
 			continue
 		}
-		for _, pool := range r.Pools() {
+		for _, target := range r.Targets() {
 			m := pathMatch(r.Match)
 			m.Headers = []*routev3.HeaderMatcher{{
 				Name: PoolHeader,
 				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
-					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: pool},
+					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: target.Name()},
 				}},
 			}}
-			vh.Routes = append(vh.Routes, route(r.Name+"/"+pool, m, pool, r))
+			vh.Routes = append(vh.Routes, route(r.Name+"/"+target.Name(), m, target, r))
 		}
 		// Named after the config route: ext_proc learns which config route
 		// matched from this name (the pool header is never set yet then).
-		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultPool(), r))
+		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultTarget(), r))
 	}
 	return &routev3.RouteConfiguration{
 		Name:                     l.Name,
@@ -50,14 +51,40 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 	}
 }
 
-func route(name string, m *routev3.RouteMatch, pool string, r config.Route) *routev3.Route {
-	return &routev3.Route{
-		Name:  name,
-		Match: m,
-		Action: &routev3.Route_Route{Route: &routev3.RouteAction{
-			ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(pool)},
-			Timeout:          durationpb.New(r.Timeout.Std()),
+func route(name string, m *routev3.RouteMatch, target config.Target, r config.Route) *routev3.Route {
+	action := &routev3.RouteAction{
+		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(target.Name())},
+		Timeout:          durationpb.New(r.Timeout.Std()),
+	}
+	if len(target.Fallback) > 0 {
+		action.RetryPolicy = fallbackRetryPolicy(len(target.Fallback))
+	}
+	return &routev3.Route{Name: name, Match: m, Action: &routev3.Route_Route{Route: action}}
+}
+
+// FallbackRetryOn are the failures after which a request with fallback
+// pools is sent, body intact, to the next pool: the runner was unreachable,
+// reset the stream, or answered 503 (overloaded or unavailable).
+const FallbackRetryOn = "connect-failure,refused-stream,reset,retriable-status-codes"
+
+// fallbackRetryPolicy walks the target's aggregate cluster: each retry
+// goes to the next priority, that is the next fallback pool.
+func fallbackRetryPolicy(fallbacks int) *routev3.RetryPolicy {
+	return &routev3.RetryPolicy{
+		RetryOn:              FallbackRetryOn,
+		RetriableStatusCodes: []uint32{503},
+		NumRetries:           wrapperspb.UInt32(uint32(fallbacks)),
+		RetryPriority: &routev3.RetryPolicy_RetryPriority{
+			Name: "envoy.retry_priorities.previous_priorities",
+			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previousprioritiesv3.PreviousPrioritiesConfig{
+				UpdateFrequency: 1,
+			})},
+		},
+		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
+			Name:       "envoy.retry_host_predicates.previous_hosts",
+			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},
 		}},
+		HostSelectionRetryMaxAttempts: 3,
 	}
 }
 

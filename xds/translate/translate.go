@@ -66,6 +66,9 @@ func Translate(in Input) (*Resources, error) {
 		out.Listeners = append(out.Listeners, lis)
 		out.Routes = append(out.Routes, routeConfig(cfg, l))
 	}
+	for _, t := range fallbackTargets(cfg) {
+		out.Clusters = append(out.Clusters, aggregateCluster(t))
+	}
 	for _, p := range cfg.Pools {
 		out.Clusters = append(out.Clusters, poolCluster(p))
 		cla, err := loadAssignment(p, in.Endpoints[p.Name])
