@@ -1,9 +1,11 @@
 // Package extproc owns the ext_proc gRPC protocol with Envoy: the stream
-// loop, phase order and the mapping of decisions to ProcessingResponses.
-// Routing decisions themselves belong to the policy it is given.
+// loop, the order of phases, and turning a policy decision into header
+// mutations, dynamic metadata and immediate responses. Routing decisions
+// belong to package policy; extproc never decides anything itself.
 package extproc
 
 import (
+	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -12,33 +14,66 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/policy"
+	"github.com/switchyard/switchyard/registry"
 )
 
-// Server answers Envoy's ext_proc streams, one stream per HTTP request.
+// Decider is the routing policy.
+type Decider interface {
+	Decide(cfg *config.Config, route *config.Route, req policy.Request) (policy.Decision, error)
+}
+
+// HintReporter learns the hints a runner reports on its responses.
+type HintReporter interface {
+	Report(addr, header string, present bool)
+}
+
+// RunnerLookup finds a registered runner.
+type RunnerLookup interface {
+	Runner(pool, address string) (*registry.Runner, bool)
+}
+
+// Options wire the server to the rest of switchyard.
+type Options struct {
+	Config  func() *config.Config
+	Decider Decider
+	Hints   HintReporter
+	Runners RunnerLookup
+	Log     *slog.Logger
+	Metrics *Metrics
+}
+
+// Server answers Envoy's ext_proc streams: one stream per HTTP request.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	log *slog.Logger
+	o      Options
+	fields fieldCache
 }
 
 // Register serves ext_proc on g.
-func Register(g *grpc.Server, log *slog.Logger) *Server {
-	s := &Server{log: log}
+func Register(g *grpc.Server, o Options) *Server {
+	s := &Server{o: o}
 	extprocv3.RegisterExternalProcessorServer(g, s)
 	return s
 }
 
-// Process handles one request's exchange. Every phase is answered with
-// "continue" so the request goes on as Envoy's routes say.
+// Process handles one request's exchange with Envoy. Whatever ends the
+// stream (the response, an error, a reset, the client going away), the
+// runner's in-flight count taken at the decision is given back.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
+	x := &exchange{s: s, cfg: s.o.Config()}
+	defer x.finish()
 	for {
 		req, err := stream.Recv()
-		if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled {
-			return nil
-		}
 		if err != nil {
+			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
+				return nil
+			}
 			return err
 		}
-		resp := continueResponse(req)
+		resp := x.handle(req)
 		if resp == nil {
 			continue
 		}
@@ -46,23 +81,4 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return err
 		}
 	}
-}
-
-func continueResponse(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
-	common := &extprocv3.CommonResponse{}
-	switch req.GetRequest().(type) {
-	case *extprocv3.ProcessingRequest_RequestHeaders:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
-	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{Response: common}}}
-	case *extprocv3.ProcessingRequest_RequestBody:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: common}}}
-	case *extprocv3.ProcessingRequest_ResponseBody:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{Response: common}}}
-	case *extprocv3.ProcessingRequest_RequestTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
-	case *extprocv3.ProcessingRequest_ResponseTrailers:
-		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
-	}
-	return nil
 }

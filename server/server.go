@@ -20,10 +20,12 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/switchyard/switchyard/admin"
+	"github.com/switchyard/switchyard/affinity"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/configwatch"
 	"github.com/switchyard/switchyard/extproc"
 	"github.com/switchyard/switchyard/metrics"
+	"github.com/switchyard/switchyard/policy"
 	"github.com/switchyard/switchyard/registry"
 	"github.com/switchyard/switchyard/xds"
 	"github.com/switchyard/switchyard/xds/translate"
@@ -36,6 +38,9 @@ type Options struct {
 	// Started, when set, is called once both ports listen, with their addresses.
 	Started func(grpcAddr, adminAddr net.Addr)
 }
+
+// grpcHeadroom is what an ext_proc message carries besides the body.
+const grpcHeadroom = 1 << 20
 
 // shutdownGrace bounds how long open streams get to finish on shutdown.
 const shutdownGrace = 2 * time.Second
@@ -53,7 +58,9 @@ func Run(ctx context.Context, o Options) error {
 	m.ConfigReloads.WithLabelValues("ok").Inc()
 	m.ConfigGeneration.Set(1)
 
-	runners := registry.New(registry.Options{})
+	// ext_proc counts every decided request in flight, so a draining
+	// runner can go as soon as its last one finishes.
+	runners := registry.New(registry.Options{InFlightTracked: true})
 	runners.ApplyConfig(cfg)
 	metrics.RegisterRunners(reg, runners)
 
@@ -74,11 +81,30 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := grpc.NewServer(
+		// A buffered request body arrives in one ext_proc message; Envoy
+		// refuses bodies over max_body_bytes (413), so this only needs room
+		// for that plus headers and framing.
+		grpc.MaxRecvMsgSize(cfg.Server.MaxBodyBytes+grpcHeadroom),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	acks := xds.Register(ctx, g, pub, log, m)
-	extproc.Register(g, log)
+	hints := affinity.NewIndex(affinity.IndexOptions{})
+	engine := policy.New(policy.Options{
+		Runners: runners,
+		Pickers: map[string]policy.Picker{
+			config.PolicyFal:        affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeFal}),
+			config.PolicySwitchyard: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSwitchyard}),
+		},
+	})
+	extproc.Register(g, extproc.Options{
+		Config:  current.Load,
+		Decider: engine,
+		Hints:   hints,
+		Runners: runners,
+		Log:     log,
+		Metrics: extproc.NewMetrics(reg),
+	})
 
 	httpSrv := &http.Server{
 		Handler: admin.Handler(admin.Options{
@@ -124,9 +150,9 @@ func Run(ctx context.Context, o Options) error {
 			Path: o.ConfigPath,
 			Log:  log,
 			OnLoad: func(c *config.Config) {
-				if cur := current.Load().Server; c.Server.GRPC != cur.GRPC || c.Server.Admin != cur.Admin {
-					log.Warn("server.grpc and server.admin apply at the next restart; serving on the bound ones", "file", c.File)
-					c = withAddrs(c, cur)
+				if cur := current.Load().Server; c.Server.GRPC != cur.GRPC || c.Server.Admin != cur.Admin || c.Server.MaxBodyBytes != cur.MaxBodyBytes {
+					log.Warn("server.grpc, server.admin and server.max_body_bytes apply at the next restart; keeping the running ones", "file", c.File)
+					c = withBound(c, cur)
 				}
 				current.Store(c)
 				runners.ApplyConfig(c)
@@ -181,10 +207,11 @@ loop:
 	return runErr
 }
 
-// withAddrs keeps the addresses switchyard is bound to.
-func withAddrs(c *config.Config, bound config.Server) *config.Config {
+// withBound keeps the settings fixed when switchyard started: the
+// addresses it is bound to and the gRPC message limit.
+func withBound(c *config.Config, bound config.Server) *config.Config {
 	cp := *c
-	cp.Server.GRPC, cp.Server.Admin = bound.GRPC, bound.Admin
+	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = bound.GRPC, bound.Admin, bound.MaxBodyBytes
 	return &cp
 }
 

@@ -109,8 +109,13 @@ func extProcFilter() *extprocv3.ExternalProcessor {
 			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
 			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
 		},
-		AllowModeOverride:  true,
-		MessageTimeout:     durationpb.New(ExtProcMessageTimeout),
+		AllowModeOverride: true,
+		MessageTimeout:    durationpb.New(ExtProcMessageTimeout),
+		// Envoy drops dynamic metadata from the processor unless its
+		// namespace is listed here; the runner list lives in envoy.lb.
+		MetadataOptions: &extprocv3.MetadataOptions{
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{LBNamespace}},
+		},
 		RequestAttributes:  []string{RouteNameAttribute},
 		ResponseAttributes: []string{"upstream.address"},
 	}

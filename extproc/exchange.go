@@ -1,0 +1,195 @@
+package extproc
+
+import (
+	"errors"
+	"net/http"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/policy"
+	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/xds/translate"
+)
+
+// Decision headers sent back to clients.
+const (
+	HeaderPool    = "x-switchyard-pool"
+	HeaderRunner  = "x-switchyard-runner"
+	HeaderVariant = "x-switchyard-variant"
+	HeaderHint    = "x-switchyard-hint"
+)
+
+// attribute keys Envoy fills in (see the filter's request_attributes and
+// response_attributes in package translate).
+const (
+	attrRouteName       = translate.RouteNameAttribute
+	attrUpstreamAddress = "upstream.address"
+	filterName          = "envoy.filters.http.ext_proc"
+)
+
+// exchange is the state of one request's stream.
+type exchange struct {
+	s        *Server
+	cfg      *config.Config
+	route    *config.Route
+	req      policy.Request
+	decision *policy.Decision
+	acquired *registry.Runner
+}
+
+func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	switch r := req.GetRequest().(type) {
+	case *extprocv3.ProcessingRequest_RequestHeaders:
+		return x.requestHeaders(req, r.RequestHeaders)
+	case *extprocv3.ProcessingRequest_RequestBody:
+		return x.requestBody(r.RequestBody)
+	case *extprocv3.ProcessingRequest_ResponseHeaders:
+		return x.responseHeaders(req, r.ResponseHeaders)
+	case *extprocv3.ProcessingRequest_ResponseBody:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
+	case *extprocv3.ProcessingRequest_RequestTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestTrailers{RequestTrailers: &extprocv3.TrailersResponse{}}}
+	case *extprocv3.ProcessingRequest_ResponseTrailers:
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseTrailers{ResponseTrailers: &extprocv3.TrailersResponse{}}}
+	}
+	return nil
+}
+
+func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	cont := func() *extprocv3.ProcessingResponse {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}}}
+	}
+	if x.cfg == nil {
+		return cont()
+	}
+	name := attribute(req, attrRouteName)
+	route, ok := x.cfg.Route(name)
+	if !ok {
+		// Not one of ours (or a config change raced the request): Envoy's
+		// route decides, as when switchyard is down.
+		x.s.o.Metrics.undecided.Inc()
+		return cont()
+	}
+	x.route = route
+	x.req = policy.Request{Headers: headerMap(h.GetHeaders())}
+	x.req.Method = x.req.Headers[":method"]
+	x.req.Path = x.req.Headers[":path"]
+	if route.NeedsBody() && !h.GetEndOfStream() {
+		// Ask for the whole body; the decision is made when it arrives.
+		return &extprocv3.ProcessingResponse{
+			Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
+			ModeOverride: &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED},
+		}
+	}
+	if route.NeedsBody() {
+		x.req.BodyErr = errNoBody
+	}
+	return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
+	})
+}
+
+var errNoBody = errors.New("request has no body")
+
+func (x *exchange) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
+	if x.route == nil {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
+	}
+	x.req.Body, x.req.BodyErr = x.s.fields.get(x.cfg, x.route).Extract(b.GetBody())
+	return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: common}}}
+	})
+}
+
+// decide runs the policy and turns the decision into the routing header,
+// a route cache refresh and the runner list for override_host.
+func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+	d, err := x.s.o.Decider.Decide(x.cfg, x.route, x.req)
+	if err != nil {
+		x.s.o.Metrics.rejected.Inc()
+		return immediate(http.StatusBadRequest, "invalid_body", err.Error()+": this route reads fields of a JSON object body")
+	}
+	x.decision = &d
+	x.s.o.Metrics.decisions.WithLabelValues(string(d.Outcome)).Inc()
+	if len(d.Runners) > 0 {
+		x.acquired = d.Runners[0]
+		x.acquired.Acquire()
+	}
+	resp := wrap(&extprocv3.CommonResponse{
+		HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+			setHeader(translate.PoolHeader, d.Target.Name()),
+		}},
+		ClearRouteCache: true,
+	})
+	var list string
+	if len(d.Runners) > 0 {
+		addrs := make([]string, len(d.Runners))
+		for i, r := range d.Runners {
+			addrs[i] = r.Address
+		}
+		list = strings.Join(addrs, ",")
+		resp.DynamicMetadata = endpointMetadata(list)
+	}
+	x.s.o.Log.Debug("decision", "route", d.Route, "target", d.Target.Name(), "variant", d.Variant,
+		"hint", d.Hint, "outcome", d.Outcome, "runners", list)
+	return resp
+}
+
+// responseHeaders learns the serving runner's hints and tells the client
+// what was decided.
+func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
+	mut := &extprocv3.HeaderMutation{}
+	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
+		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
+	}}}
+	if x.cfg == nil {
+		return resp
+	}
+	served := attribute(req, attrUpstreamAddress)
+	hintsHeader := x.cfg.Hints.ResponseHeader
+	value, present := headerValue(h.GetHeaders(), hintsHeader)
+	if served != "" {
+		x.s.o.Hints.Report(served, value, present)
+	}
+	if present && !x.cfg.Responses.RunnerHints {
+		mut.RemoveHeaders = append(mut.RemoveHeaders, hintsHeader)
+	}
+	if x.decision == nil || !x.cfg.Responses.DecisionHeaders {
+		return resp
+	}
+	d := x.decision
+	pool := d.Target.Pool
+	if served != "" {
+		pool = x.servingPool(served)
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderRunner, served))
+	}
+	mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderPool, pool), setHeader(HeaderHint, string(d.Outcome)))
+	if d.Variant != "" {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderVariant, d.Variant))
+	}
+	return resp
+}
+
+// servingPool is the pool of the target whose runner served the request:
+// the chosen pool, or a fallback.
+func (x *exchange) servingPool(addr string) string {
+	t := x.decision.Target
+	for _, p := range append([]string{t.Pool}, t.Fallback...) {
+		if _, ok := x.s.o.Runners.Runner(p, addr); ok {
+			return p
+		}
+	}
+	return t.Pool
+}
+
+// finish gives back the in-flight count, however the stream ended.
+func (x *exchange) finish() {
+	if x.acquired != nil {
+		x.acquired.Release()
+		x.acquired = nil
+	}
+}

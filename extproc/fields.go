@@ -1,0 +1,50 @@
+package extproc
+
+import (
+	"sync"
+
+	"github.com/switchyard/switchyard/bodyfields"
+	"github.com/switchyard/switchyard/config"
+)
+
+// fieldCache holds, for the config being served, each route's compiled
+// body extraction: it is built once per config version, not per request.
+type fieldCache struct {
+	mu     sync.Mutex
+	cfg    *config.Config
+	routes map[string]*bodyfields.Fields
+}
+
+func (c *fieldCache) get(cfg *config.Config, route *config.Route) *bodyfields.Fields {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.cfg != cfg {
+		c.cfg, c.routes = cfg, map[string]*bodyfields.Fields{}
+	}
+	f, ok := c.routes[route.Name]
+	if !ok {
+		f = compileRoute(route)
+		c.routes[route.Name] = f
+	}
+	return f
+}
+
+// compileRoute collects the body fields every expression of the route reads.
+func compileRoute(r *config.Route) *bodyfields.Fields {
+	var paths [][]string
+	whole := false
+	add := func(e *config.Expr) {
+		if e != nil {
+			paths = append(paths, e.BodyPaths...)
+			whole = whole || e.WholeBody
+		}
+	}
+	add(r.HintFrom)
+	for _, rule := range r.Rules {
+		add(rule.When)
+		if rule.Split != nil {
+			add(rule.Split.StickyKey)
+		}
+	}
+	return bodyfields.Compile(paths, whole)
+}

@@ -1,0 +1,81 @@
+package extproc
+
+import (
+	"encoding/json"
+	"strings"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/switchyard/switchyard/xds/translate"
+)
+
+// attribute reads an attribute Envoy sent with the message.
+func attribute(req *extprocv3.ProcessingRequest, key string) string {
+	s := req.GetAttributes()[filterName]
+	if s == nil {
+		return ""
+	}
+	return s.GetFields()[key].GetStringValue()
+}
+
+// headerMap turns Envoy's header list into lower-case name → first value.
+// Envoy sends values as raw bytes.
+func headerMap(hm *corev3.HeaderMap) map[string]string {
+	out := make(map[string]string, len(hm.GetHeaders()))
+	for _, h := range hm.GetHeaders() {
+		k := strings.ToLower(h.GetKey())
+		if _, dup := out[k]; !dup {
+			out[k] = value(h)
+		}
+	}
+	return out
+}
+
+func headerValue(hm *corev3.HeaderMap, name string) (string, bool) {
+	for _, h := range hm.GetHeaders() {
+		if strings.EqualFold(h.GetKey(), name) {
+			return value(h), true
+		}
+	}
+	return "", false
+}
+
+func value(h *corev3.HeaderValue) string {
+	if raw := h.GetRawValue(); len(raw) > 0 {
+		return string(raw)
+	}
+	return h.GetValue()
+}
+
+func setHeader(k, v string) *corev3.HeaderValueOption {
+	return &corev3.HeaderValueOption{
+		Header:       &corev3.HeaderValue{Key: k, RawValue: []byte(v)},
+		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
+	}
+}
+
+// endpointMetadata is the runner list for override_host, in the endpoint
+// picker protocol's namespace and key.
+func endpointMetadata(list string) *structpb.Struct {
+	return &structpb.Struct{Fields: map[string]*structpb.Value{
+		translate.LBNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			translate.EndpointKey: structpb.NewStringValue(list),
+		}}),
+	}}
+}
+
+// immediate answers the client directly with a JSON error.
+func immediate(status int, code, msg string) *extprocv3.ProcessingResponse {
+	body, _ := json.Marshal(map[string]string{"error": code, "message": msg})
+	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
+		Status: &typev3.HttpStatus{Code: typev3.StatusCode(status)},
+		Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
+			setHeader("content-type", "application/json"),
+		}},
+		Body:    body,
+		Details: "switchyard_" + code,
+	}}}
+}

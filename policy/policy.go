@@ -1,0 +1,219 @@
+package policy
+
+import (
+	"errors"
+	"math"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/google/cel-go/common/types"
+
+	"github.com/switchyard/switchyard/affinity"
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/registry"
+)
+
+// ErrInvalidBody is returned for a route with on_invalid_body: reject when
+// its rules need the body and the body is not a JSON object.
+var ErrInvalidBody = errors.New("request body is not a JSON object")
+
+// Runners gives the active runners of a pool.
+type Runners interface {
+	Active(pool string) []*registry.Runner
+}
+
+// Picker orders a pool's runners for a request with a hint.
+type Picker interface {
+	Pick(runners []*registry.Runner, maxConcurrency int, hint string) affinity.Pick
+}
+
+// Request is what the policy sees of an HTTP request.
+type Request struct {
+	Method  string
+	Path    string
+	Headers map[string]string // lower-case names, first value
+	// Body holds the JSON body's fields the route's expressions read; nil
+	// when the body was not read. BodyErr says the body is not JSON.
+	Body    map[string]any
+	BodyErr error
+}
+
+// Decision is where a request goes.
+type Decision struct {
+	Route   string
+	Target  config.Target // pool and fallbacks; Target.Name() is the routing header
+	Variant string        // the split variant chosen, "" without a split
+	Hint    string        // "" without a (valid) hint
+	Outcome affinity.Outcome
+	// Runners is the ordered runner list for Envoy: the pool's picks
+	// (primary first), then one pick per fallback pool.
+	Runners []*registry.Runner
+}
+
+// Engine makes decisions; it is safe for concurrent use.
+type Engine struct {
+	runners Runners
+	pickers map[string]Picker // by hint policy
+}
+
+// Options configure an Engine.
+type Options struct {
+	Runners Runners
+	// Pickers by hint policy (config.PolicyFal, config.PolicySwitchyard).
+	Pickers map[string]Picker
+}
+
+func New(o Options) *Engine {
+	return &Engine{runners: o.Runners, pickers: o.Pickers}
+}
+
+// Decide picks the target and runners for req on route.
+func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (Decision, error) {
+	if req.BodyErr != nil && route.OnInvalidBody == config.InvalidBodyReject && route.NeedsBody() {
+		return Decision{}, ErrInvalidBody
+	}
+	act := activation(req)
+	d := Decision{Route: route.Name}
+	rule := route.Rules[len(route.Rules)-1]
+	for _, r := range route.Rules {
+		if r.When == nil || evalBool(r.When, act) {
+			rule = r
+			break
+		}
+	}
+	pool := rule.Pool
+	if rule.Split != nil {
+		pool = e.variant(rule.Split, act)
+		d.Variant = pool
+	}
+	d.Target = rule.Target(pool)
+	d.Hint = hint(cfg, route, req, act)
+
+	picker := e.pickers[cfg.Hints.Policy]
+	if p, ok := cfg.Pool(pool); ok {
+		pick := picker.Pick(e.runners.Active(pool), p.MaxConcurrency, d.Hint)
+		d.Runners, d.Outcome = pick.Runners, pick.Outcome
+	}
+	if d.Hint == "" {
+		d.Outcome = affinity.OutcomeNone
+	}
+	for _, f := range rule.Fallback {
+		if p, ok := cfg.Pool(f); ok {
+			if pick := picker.Pick(e.runners.Active(f), p.MaxConcurrency, d.Hint); len(pick.Runners) > 0 {
+				d.Runners = append(d.Runners, pick.Runners[0])
+			}
+		}
+	}
+	return d, nil
+}
+
+// activation is what expressions see. A body that was not read, or is not
+// JSON, is an empty object: rules over its fields do not match.
+func activation(req Request) map[string]any {
+	body := req.Body
+	if body == nil {
+		body = map[string]any{}
+	}
+	headers := req.Headers
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	return map[string]any{
+		config.VarBody:    body,
+		config.VarHeaders: headers,
+		config.VarPath:    req.Path,
+		config.VarMethod:  req.Method,
+	}
+}
+
+// evalBool is false when the expression cannot be evaluated (a missing
+// field, a wrong type): such a rule does not match.
+func evalBool(e *config.Expr, act map[string]any) bool {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return false
+	}
+	b, ok := v.(types.Bool)
+	return ok && bool(b)
+}
+
+// evalKey renders a string or integer result; ok is false otherwise.
+func evalKey(e *config.Expr, act map[string]any) (string, bool) {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return "", false
+	}
+	switch x := v.(type) {
+	case types.String:
+		return string(x), true
+	case types.Int:
+		return strconv.FormatInt(int64(x), 10), true
+	case types.Uint:
+		return strconv.FormatUint(uint64(x), 10), true
+	}
+	return "", false
+}
+
+// hint is the first configured hint header present, else the route's
+// hint_from. Invalid values are ignored.
+func hint(cfg *config.Config, route *config.Route, req Request, act map[string]any) string {
+	for _, name := range cfg.Hints.RequestHeaders {
+		if v, ok := req.Headers[name]; ok {
+			if affinity.ValidHint(v) {
+				return v
+			}
+			return ""
+		}
+	}
+	if route.HintFrom != nil {
+		if v, ok := evalKey(route.HintFrom, act); ok && affinity.ValidHint(v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// variant picks a split's pool: by weighted rendezvous hashing of the
+// sticky key when there is one (a key keeps its variant while the weights
+// stay, and a weight change moves only the keys it must), else at random.
+func (e *Engine) variant(s *config.Split, act map[string]any) string {
+	if s.StickyKey != nil {
+		if key, ok := evalKey(s.StickyKey, act); ok {
+			return rendezvous(s.Variants, key)
+		}
+	}
+	total := 0
+	for _, v := range s.Variants {
+		total += v.Weight
+	}
+	n := rand.IntN(total)
+	for _, v := range s.Variants {
+		if n < v.Weight {
+			return v.Pool
+		}
+		n -= v.Weight
+	}
+	return s.Variants[len(s.Variants)-1].Pool
+}
+
+// rendezvous gives each variant the score weight / -ln(u), u uniform in
+// (0, 1) from a hash of key and variant; the highest score wins, which
+// picks each variant with probability proportional to its weight.
+func rendezvous(vs []config.Variant, key string) string {
+	best, bestScore := "", -1.0
+	for _, v := range vs {
+		// A fixed hash (not a per-process seed): a key keeps its variant
+		// across restarts and across edges.
+		h := xxhash.New()
+		h.WriteString(key)
+		h.Write([]byte{0})
+		h.WriteString(v.Pool)
+		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
+		score := float64(v.Weight) / -math.Log(u)
+		if score > bestScore {
+			best, bestScore = v.Pool, score
+		}
+	}
+	return best
+}
