@@ -3,6 +3,7 @@ package extproc
 import (
 	"errors"
 	"net/http"
+	"strconv"
 	"strings"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -78,6 +79,11 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	x.req = policy.Request{Headers: headerMap(h.GetHeaders())}
 	x.req.Method = x.req.Headers[":method"]
 	x.req.Path = x.req.Headers[":path"]
+	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && route.NeedsBody() && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
+		x.s.o.Metrics.rejected.Inc()
+		return immediate(http.StatusRequestEntityTooLarge, "body_too_large",
+			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+	}
 	if route.NeedsBody() && !h.GetEndOfStream() {
 		// Ask for the whole body; the decision is made when it arrives.
 		return &extprocv3.ProcessingResponse{
@@ -94,6 +100,11 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 }
 
 var errNoBody = errors.New("request has no body")
+
+func tooLarge(contentLength string, limit int) bool {
+	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
+	return err == nil && n > int64(limit)
+}
 
 func (x *exchange) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if x.route == nil {
@@ -125,18 +136,41 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 		}},
 		ClearRouteCache: true,
 	})
-	var list string
-	if len(d.Runners) > 0 {
-		addrs := make([]string, len(d.Runners))
-		for i, r := range d.Runners {
-			addrs[i] = r.Address
-		}
-		list = strings.Join(addrs, ",")
+	list := endpointList(d)
+	if list != "" {
 		resp.DynamicMetadata = endpointMetadata(list)
 	}
 	x.s.o.Log.Debug("decision", "route", d.Route, "target", d.Target.Name(), "variant", d.Variant,
 		"hint", d.Hint, "outcome", d.Outcome, "runners", list)
 	return resp
+}
+
+// endpointList is the runner list for override_host. Envoy reads it with
+// one cursor across attempts, each attempt taking the next entry that is
+// in its cluster; so with fallback pools it holds exactly one entry per
+// attempt of the target's composite cluster: the pool's first
+// translate.PrimaryAttempts runners (repeated when the pool has fewer),
+// then one runner per fallback pool.
+func endpointList(d policy.Decision) string {
+	var addrs []string
+	if len(d.Target.Fallback) == 0 {
+		for _, r := range d.Runners {
+			addrs = append(addrs, r.Address)
+		}
+		return strings.Join(addrs, ",")
+	}
+	if len(d.Runners) > 0 {
+		for i := range translate.PrimaryAttempts {
+			addrs = append(addrs, d.Runners[min(i, len(d.Runners)-1)].Address)
+		}
+	}
+	for _, r := range d.Fallbacks {
+		if r == nil {
+			break // an empty pool: Envoy's least_request picks from here on
+		}
+		addrs = append(addrs, r.Address)
+	}
+	return strings.Join(addrs, ",")
 }
 
 // responseHeaders learns the serving runner's hints and tells the client
@@ -148,6 +182,12 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	}}}
 	if x.cfg == nil {
 		return resp
+	}
+	// A response with a known length (or none) ends with its headers as far
+	// as the runner's work goes: free its slot now, before the client can
+	// send its next request. A streamed response keeps it until the end.
+	if h.GetEndOfStream() || hasHeader(h.GetHeaders(), "content-length") {
+		x.finish()
 	}
 	served := attribute(req, attrUpstreamAddress)
 	hintsHeader := x.cfg.Hints.ResponseHeader

@@ -46,9 +46,11 @@ type Decision struct {
 	Variant string        // the split variant chosen, "" without a split
 	Hint    string        // "" without a (valid) hint
 	Outcome affinity.Outcome
-	// Runners is the ordered runner list for Envoy: the pool's picks
-	// (primary first), then one pick per fallback pool.
+	// Runners are the chosen pool's runners for this request, best first.
 	Runners []*registry.Runner
+	// Fallbacks holds one runner per fallback pool, in order; nil for a
+	// pool with no active runner.
+	Fallbacks []*registry.Runner
 }
 
 // Engine makes decisions; it is safe for concurrent use.
@@ -99,11 +101,13 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 		d.Outcome = affinity.OutcomeNone
 	}
 	for _, f := range rule.Fallback {
+		var best *registry.Runner
 		if p, ok := cfg.Pool(f); ok {
 			if pick := picker.Pick(e.runners.Active(f), p.MaxConcurrency, d.Hint); len(pick.Runners) > 0 {
-				d.Runners = append(d.Runners, pick.Runners[0])
+				best = pick.Runners[0]
 			}
 		}
+		d.Fallbacks = append(d.Fallbacks, best)
 	}
 	return d, nil
 }
@@ -138,6 +142,16 @@ func evalBool(e *config.Expr, act map[string]any) bool {
 	return ok && bool(b)
 }
 
+// evalString is the expression's result when it is a string.
+func evalString(e *config.Expr, act map[string]any) (string, bool) {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return "", false
+	}
+	s, ok := v.(types.String)
+	return string(s), ok
+}
+
 // evalKey renders a string or integer result; ok is false otherwise.
 func evalKey(e *config.Expr, act map[string]any) (string, bool) {
 	v, _, err := e.Program.Eval(act)
@@ -167,7 +181,7 @@ func hint(cfg *config.Config, route *config.Route, req Request, act map[string]a
 		}
 	}
 	if route.HintFrom != nil {
-		if v, ok := evalKey(route.HintFrom, act); ok && affinity.ValidHint(v) {
+		if v, ok := evalString(route.HintFrom, act); ok && affinity.ValidHint(v) {
 			return v
 		}
 	}

@@ -81,10 +81,11 @@ func Run(ctx context.Context, o Options) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	g := grpc.NewServer(
-		// A buffered request body arrives in one ext_proc message; Envoy
-		// refuses bodies over max_body_bytes (413), so this only needs room
-		// for that plus headers and framing.
-		grpc.MaxRecvMsgSize(cfg.Server.MaxBodyBytes+grpcHeadroom),
+		// A buffered request body arrives in one ext_proc message. Envoy
+		// refuses bodies over max_body_bytes with 413; the limit here has
+		// room for twice that, because a body that races the switch to
+		// buffering can pass Envoy's check by up to its size again.
+		grpc.MaxRecvMsgSize(2*cfg.Server.MaxBodyBytes+grpcHeadroom),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)

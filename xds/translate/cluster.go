@@ -7,7 +7,7 @@ import (
 	clusterv3 "github.com/envoyproxy/go-control-plane/envoy/config/cluster/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
-	aggregatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/aggregate/v3"
+	compositev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/composite/v3"
 	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
@@ -22,9 +22,7 @@ import (
 
 const (
 	runnerConnectTimeout = 2 * time.Second
-	// poolMaxRequests lifts Envoy's default circuit breakers (1024 requests
-	// per cluster), which slow inference would hit at modest request rates.
-	poolMaxRequests = 100_000
+	poolMaxRequests      = 100_000
 )
 
 // poolCluster is a pool's EDS cluster. Runner choice is ext_proc's: the
@@ -33,11 +31,6 @@ const (
 // back to least_request when the list is missing or stale.
 func poolCluster(p config.Pool) *clusterv3.Cluster {
 	name := ClusterName(p.Name)
-	thresholds := &clusterv3.CircuitBreakers_Thresholds{
-		MaxConnections:     wrapperspb.UInt32(poolMaxRequests),
-		MaxPendingRequests: wrapperspb.UInt32(poolMaxRequests),
-		MaxRequests:        wrapperspb.UInt32(poolMaxRequests),
-	}
 	return &clusterv3.Cluster{
 		Name:                 name,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
@@ -65,7 +58,7 @@ func poolCluster(p config.Pool) *clusterv3.Cluster {
 		// Draining runners are excluded as unhealthy; never send traffic to
 		// them in panic mode, even when most of a pool is draining.
 		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
-		CircuitBreakers: &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{thresholds}},
+		CircuitBreakers: circuitBreakers(),
 	}
 }
 
@@ -84,23 +77,48 @@ func fallbackTargets(cfg *config.Config) []config.Target {
 	return out
 }
 
-// aggregateCluster puts a pool and its fallbacks in priority order: traffic
-// goes to the pool, and the route's retry policy moves a failed request to
-// the next priority, the first fallback, then the next.
-func aggregateCluster(t config.Target) *clusterv3.Cluster {
-	clusters := []string{ClusterName(t.Pool)}
+// PrimaryAttempts is how many runners of the chosen pool a request with
+// fallback pools tries before the first fallback pool.
+const PrimaryAttempts = 2
+
+// fallbackCluster chains a pool and its fallbacks: Envoy's composite
+// cluster sends attempt n to entry n, so attempts 1 and 2 go to the pool
+// and each retry after that to the next fallback pool. (An aggregate
+// cluster would not pass the runner list to the pools' override_host.)
+func fallbackCluster(t config.Target) *clusterv3.Cluster {
+	var entries []*compositev3.ClusterConfig_ClusterEntry
+	for range PrimaryAttempts {
+		entries = append(entries, &compositev3.ClusterConfig_ClusterEntry{Name: ClusterName(t.Pool)})
+	}
 	for _, f := range t.Fallback {
-		clusters = append(clusters, ClusterName(f))
+		entries = append(entries, &compositev3.ClusterConfig_ClusterEntry{Name: ClusterName(f)})
 	}
 	return &clusterv3.Cluster{
 		Name: ClusterName(t.Name()),
 		ClusterDiscoveryType: &clusterv3.Cluster_ClusterType{ClusterType: &clusterv3.Cluster_CustomClusterType{
-			Name:        "envoy.clusters.aggregate",
-			TypedConfig: mustAny(&aggregatev3.ClusterConfig{Clusters: clusters}),
+			Name:        "envoy.clusters.composite",
+			TypedConfig: mustAny(&compositev3.ClusterConfig{Clusters: entries}),
 		}},
-		ConnectTimeout: durationpb.New(runnerConnectTimeout),
-		LbPolicy:       clusterv3.Cluster_CLUSTER_PROVIDED,
+		ConnectTimeout:  durationpb.New(runnerConnectTimeout),
+		LbPolicy:        clusterv3.Cluster_CLUSTER_PROVIDED,
+		CircuitBreakers: circuitBreakers(),
 	}
+}
+
+// FallbackAttempts is the number of attempts of a target: one per entry of
+// its composite cluster.
+func FallbackAttempts(t config.Target) int { return PrimaryAttempts + len(t.Fallback) }
+
+// circuitBreakers lift Envoy's defaults (1,024 requests and 3 concurrent
+// retries per cluster), which slow inference and fallback retries would hit
+// at modest request rates.
+func circuitBreakers() *clusterv3.CircuitBreakers {
+	return &clusterv3.CircuitBreakers{Thresholds: []*clusterv3.CircuitBreakers_Thresholds{{
+		MaxConnections:     wrapperspb.UInt32(poolMaxRequests),
+		MaxPendingRequests: wrapperspb.UInt32(poolMaxRequests),
+		MaxRequests:        wrapperspb.UInt32(poolMaxRequests),
+		MaxRetries:         wrapperspb.UInt32(poolMaxRequests),
+	}}}
 }
 
 // extProcCluster reaches switchyard's gRPC port over HTTP/2.

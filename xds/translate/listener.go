@@ -24,6 +24,35 @@ import (
 // the timeout the request fails open to its route's default pool.
 const ExtProcMessageTimeout = time.Second
 
+// RequestUploadTimeout bounds how long a client may take to send its
+// request (headers and body).
+const RequestUploadTimeout = 2 * time.Minute
+
+// ExtProcFilterName names the ext_proc filter in the chain and in per-route
+// configuration.
+const ExtProcFilterName = "envoy.filters.http.ext_proc"
+
+// bufferedBody is the per-route ext_proc mode of routes whose rules read
+// the body.
+func bufferedBody() *extprocv3.ExtProcPerRoute {
+	mode := processingMode()
+	mode.RequestBodyMode = extprocv3.ProcessingMode_BUFFERED
+	return &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
+		ProcessingMode: mode,
+	}}}
+}
+
+func processingMode() *extprocv3.ProcessingMode {
+	return &extprocv3.ProcessingMode{
+		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
+		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
+		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
+		ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
+	}
+}
+
 func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, error) {
 	ip, err := netip.ParseAddr(l.Address)
 	if err != nil {
@@ -40,13 +69,16 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		// sanitises x-envoy-* and x-forwarded-* headers from it.
 		UseRemoteAddress: wrapperspb.Bool(true),
 		NormalizePath:    wrapperspb.Bool(true),
-		MergeSlashes:     true,
+		// Bounds the upload of a request (not its answer): a client that
+		// stalls mid-body is cut off instead of holding a buffer.
+		RequestTimeout: durationpb.New(RequestUploadTimeout),
+		MergeSlashes:   true,
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
 			Name:        "switchyard.strip_internal_headers",
 			TypedConfig: mustAny(stripInternalHeaders()),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: "envoy.filters.http.ext_proc", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
+			{Name: ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}
@@ -92,23 +124,16 @@ func stripInternalHeaders() *earlymutationv3.HeaderMutation {
 	return m
 }
 
-// extProcFilter sends headers only; the ext_proc service asks for the body
-// per request (mode override) when the matched route's rules need it. If
-// switchyard is unreachable, requests continue to their route's default.
+// extProcFilter sends headers only; routes whose rules read the body
+// switch to a buffered body in their per-route config. If switchyard is
+// unreachable, requests continue to their route's default.
 func extProcFilter() *extprocv3.ExternalProcessor {
 	return &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster}},
 		},
-		FailureModeAllow: true,
-		ProcessingMode: &extprocv3.ProcessingMode{
-			RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
-			ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
-			RequestBodyMode:     extprocv3.ProcessingMode_NONE,
-			ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
-			RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
-			ResponseTrailerMode: extprocv3.ProcessingMode_SKIP,
-		},
+		FailureModeAllow:  true,
+		ProcessingMode:    processingMode(),
 		AllowModeOverride: true,
 		MessageTimeout:    durationpb.New(ExtProcMessageTimeout),
 		// Envoy drops dynamic metadata from the processor unless its

@@ -5,8 +5,8 @@ import (
 
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
 	previoushostsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/host/previous_hosts/v3"
-	previousprioritiesv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/retry/priority/previous_priorities/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
+	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -36,11 +36,11 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: target.Name()},
 				}},
 			}}
-			vh.Routes = append(vh.Routes, route(r.Name+"/"+target.Name(), m, target, r))
+			vh.Routes = append(vh.Routes, route(r.Name+"/"+target.Name(), m, target, r, cfg.Server.MaxBodyBytes))
 		}
 		// Named after the config route: ext_proc learns which config route
 		// matched from this name (the pool header is never set yet then).
-		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultTarget(), r))
+		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultTarget(), r, cfg.Server.MaxBodyBytes))
 	}
 	return &routev3.RouteConfiguration{
 		Name:                     l.Name,
@@ -51,15 +51,28 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 	}
 }
 
-func route(name string, m *routev3.RouteMatch, target config.Target, r config.Route) *routev3.Route {
+func route(name string, m *routev3.RouteMatch, target config.Target, r config.Route, maxBody int) *routev3.Route {
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(target.Name())},
 		Timeout:          durationpb.New(r.Timeout.Std()),
 	}
 	if len(target.Fallback) > 0 {
-		action.RetryPolicy = fallbackRetryPolicy(len(target.Fallback))
+		action.RetryPolicy = fallbackRetryPolicy(FallbackAttempts(target) - 1)
 	}
-	return &routev3.Route{Name: name, Match: m, Action: &routev3.Route_Route{Route: action}}
+	out := &routev3.Route{Name: name, Match: m, Action: &routev3.Route_Route{Route: action}}
+	if r.NeedsBody() {
+		// Rules read the body: Envoy buffers it (up to max_body_bytes, 413
+		// beyond) and sends it whole to ext_proc. Set per route, before the
+		// request starts, so the limit is enforced from the first byte.
+		out.TypedPerFilterConfig = map[string]*anypb.Any{ExtProcFilterName: mustAny(bufferedBody())}
+		out.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(maxBody))
+	}
+	// A retry re-sends the body from Envoy's buffer; without a buffer as
+	// large as the body allows, it could not.
+	if len(target.Fallback) > 0 {
+		out.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(maxBody))
+	}
+	return out
 }
 
 // FallbackRetryOn are the failures after which a request with fallback
@@ -67,19 +80,13 @@ func route(name string, m *routev3.RouteMatch, target config.Target, r config.Ro
 // reset the stream, or answered 503 (overloaded or unavailable).
 const FallbackRetryOn = "connect-failure,refused-stream,reset,retriable-status-codes"
 
-// fallbackRetryPolicy walks the target's aggregate cluster: each retry
-// goes to the next priority, that is the next fallback pool.
-func fallbackRetryPolicy(fallbacks int) *routev3.RetryPolicy {
+// fallbackRetryPolicy walks the target's composite cluster: attempt n
+// goes to its entry n.
+func fallbackRetryPolicy(retries int) *routev3.RetryPolicy {
 	return &routev3.RetryPolicy{
 		RetryOn:              FallbackRetryOn,
 		RetriableStatusCodes: []uint32{503},
-		NumRetries:           wrapperspb.UInt32(uint32(fallbacks)),
-		RetryPriority: &routev3.RetryPolicy_RetryPriority{
-			Name: "envoy.retry_priorities.previous_priorities",
-			ConfigType: &routev3.RetryPolicy_RetryPriority_TypedConfig{TypedConfig: mustAny(&previousprioritiesv3.PreviousPrioritiesConfig{
-				UpdateFrequency: 1,
-			})},
-		},
+		NumRetries:           wrapperspb.UInt32(uint32(retries)),
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
 			Name:       "envoy.retry_host_predicates.previous_hosts",
 			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},

@@ -67,7 +67,7 @@ func Translate(in Input) (*Resources, error) {
 		out.Routes = append(out.Routes, routeConfig(cfg, l))
 	}
 	for _, t := range fallbackTargets(cfg) {
-		out.Clusters = append(out.Clusters, aggregateCluster(t))
+		out.Clusters = append(out.Clusters, fallbackCluster(t))
 	}
 	for _, p := range cfg.Pools {
 		out.Clusters = append(out.Clusters, poolCluster(p))
