@@ -27,6 +27,8 @@ const usage = `switchyard routes GPU inference requests inside Envoy.
 Usage:
   switchyard serve --config FILE     xDS control plane, ext_proc and admin API
   switchyard validate FILE           check a config file; print every problem
+  switchyard up --config FILE [--simulate]
+                                     the local stack: serve + Envoy (+ simulated runners)
   switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
   switchyard help                    this text
 `
@@ -42,6 +44,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "up":
+		return up(ctx, args[1:], stdout, stderr)
 	case "sim-runner":
 		return simRunner(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":

