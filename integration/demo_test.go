@@ -1,0 +1,54 @@
+package integration
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// `make demo` in a short mode: the demo config on free ports, 3 seconds of
+// load, a complete results table, a clean stop.
+func TestDemoShort(t *testing.T) {
+	raw, err := os.ReadFile("../demo/demo.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := string(raw)
+	// Move every fixed port of the demo config to a free one.
+	for _, port := range regexp.MustCompile(`(?:port: |127\.0\.0\.1:)(\d{4,5})`).FindAllStringSubmatch(cfg, -1) {
+		cfg = strings.ReplaceAll(cfg, port[0], strings.Replace(port[0], port[1], strconv.Itoa(freePort(t)), 1))
+	}
+	cfg += fmt.Sprintf("server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d}\n", freePort(t), freePort(t))
+	dir := t.TempDir()
+	path := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(switchyardBin, "demo", "--config", path, "--duration", "3s", "--rate", "20",
+		"--sim-load-time", "100ms", "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs"))
+	var out lockedBuffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	t.Logf("short demo took %v", time.Since(start).Round(time.Millisecond))
+	text := out.String()
+	for _, want := range []string{"Stack ready at", "Requests: 60 sent", "100.0% answered 200", "hit rate", "Stopping."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	for _, pool := range []string{"a100", "h100", "model-v1", "all"} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(pool) + `\s+(\d+)`).FindStringSubmatch(text)
+		if m == nil || m[1] == "0" {
+			t.Errorf("results table has no requests for %s:\n%s", pool, text)
+		}
+	}
+}
