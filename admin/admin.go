@@ -31,9 +31,10 @@ type Runners interface {
 // Options wire the handler to the rest of switchyard.
 type Options struct {
 	Runners  Runners
-	Config   func() *config.Config // the config being served
-	Ready    func() bool           // a snapshot has been published
-	XDS      func() any            // xDS state for /debug/xds
+	Hints    func(address string) []string // a runner's current hints
+	Config   func() *config.Config         // the config being served
+	Ready    func() bool                   // a snapshot has been published
+	XDS      func() any                    // xDS state for /debug/xds
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
 }
@@ -62,7 +63,17 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, o.Config())
 	})
 	listRunners := func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]any{"runners": o.Runners.List()})
+		list := o.Runners.List()
+		out := make([]runnerJSON, len(list))
+		for i, r := range list {
+			out[i] = runnerJSON{Info: r, Hints: []string{}}
+			if o.Hints != nil {
+				if h := o.Hints(r.Address); h != nil {
+					out[i].Hints = h
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"runners": out})
 	}
 	mux.HandleFunc("GET /debug/runners", listRunners)
 	mux.HandleFunc("GET /v1/runners", listRunners)
@@ -92,6 +103,12 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, info)
 	})
 	return mux
+}
+
+// runnerJSON is a runner as the API lists it.
+type runnerJSON struct {
+	registry.Info
+	Hints []string `json:"hints"`
 }
 
 type registration struct {

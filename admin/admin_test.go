@@ -2,6 +2,7 @@ package admin_test
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -36,7 +37,13 @@ routes: [{name: r, match: {prefix: /}, rules: [{when: 'body.width > 10', pool: b
 	metrics.RegisterRunners(reg, runners)
 	var ready atomic.Bool
 	srv := httptest.NewServer(admin.Handler(admin.Options{
-		Runners:  runners,
+		Runners: runners,
+		Hints: func(addr string) []string {
+			if addr == "10.0.0.1:80" {
+				return []string{"flux"}
+			}
+			return nil
+		},
 		Config:   func() *config.Config { return cfg },
 		Ready:    ready.Load,
 		XDS:      func() any { return map[string]string{} },
@@ -99,9 +106,9 @@ func TestRegistrationAPI(t *testing.T) {
 	states := map[string]string{}
 	for _, r := range runners {
 		m := r.(map[string]any)
-		states[m["address"].(string)] = m["state"].(string) + "/" + m["source"].(string)
+		states[m["address"].(string)] = fmt.Sprintf("%s/%s/%v", m["state"], m["source"], m["hints"])
 	}
-	want := map[string]string{"10.0.0.1:80": "active/config", "10.0.0.9:8000": "draining/api", "[::1]:8000": "active/api"}
+	want := map[string]string{"10.0.0.1:80": "active/config/[flux]", "10.0.0.9:8000": "draining/api/[]", "[::1]:8000": "active/api/[]"}
 	for a, s := range want {
 		if states[a] != s {
 			t.Errorf("%s: %q, want %q", a, states[a], s)

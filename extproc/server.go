@@ -52,9 +52,12 @@ type Server struct {
 	fields fieldCache
 }
 
+// New makes a server; Register serves it on a gRPC server.
+func New(o Options) *Server { return &Server{o: o} }
+
 // Register serves ext_proc on g.
 func Register(g *grpc.Server, o Options) *Server {
-	s := &Server{o: o}
+	s := New(o)
 	extprocv3.RegisterExternalProcessorServer(g, s)
 	return s
 }

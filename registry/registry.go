@@ -85,12 +85,17 @@ type Options struct {
 	// Acquire and Release, so a draining runner can go as soon as its count
 	// is zero. Without it a draining runner stays for the whole drain timeout.
 	InFlightTracked bool
+	// OnNew is called with the address of each runner that joins a pool
+	// it was not in: what was known of an earlier runner at that address
+	// (its hints) no longer holds. It must not call the Registry.
+	OnNew func(address string)
 }
 
 // Registry is safe for concurrent use.
 type Registry struct {
 	now     func() time.Time
 	tracked bool
+	onNew   func(string)
 
 	mu           sync.Mutex
 	pools        map[string]bool
@@ -112,6 +117,7 @@ func New(opts Options) *Registry {
 	return &Registry{
 		now:          now,
 		tracked:      opts.InFlightTracked,
+		onNew:        opts.OnNew,
 		pools:        map[string]bool{},
 		drainTimeout: config.DefaultDrainTimeout,
 		runners:      map[key]*Runner{},
@@ -166,6 +172,7 @@ func (r *Registry) ApplyConfig(cfg *config.Config) {
 		if !ok {
 			rn = &Runner{Pool: k.pool, Address: k.addr}
 			r.runners[k] = rn
+			r.joined(k.addr)
 		}
 		rn.source, rn.state, rn.expires = FromConfig, Active, time.Time{}
 	}
@@ -190,6 +197,7 @@ func (r *Registry) Register(pool, address string, ttl time.Duration) (Info, erro
 	if !ok {
 		rn = &Runner{Pool: pool, Address: addr, source: FromAPI}
 		r.runners[k] = rn
+		r.joined(addr)
 	}
 	rn.state, rn.drainEnd = Active, time.Time{}
 	if rn.source == FromAPI {
@@ -204,6 +212,12 @@ func (r *Registry) Register(pool, address string, ttl time.Duration) (Info, erro
 		r.wakeExpiry()
 	}
 	return r.info(rn), nil
+}
+
+func (r *Registry) joined(addr string) {
+	if r.onNew != nil {
+		r.onNew(addr)
+	}
 }
 
 func (r *Registry) wakeExpiry() {

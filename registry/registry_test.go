@@ -145,6 +145,17 @@ func TestDrain(t *testing.T) {
 	}
 }
 
+func TestOnNewForEachJoin(t *testing.T) {
+	var joined []string
+	r := registry.New(registry.Options{OnNew: func(a string) { joined = append(joined, a) }})
+	r.ApplyConfig(mustConfig(t, twoPools))
+	r.Register("b", "10.0.0.9:80", 0)
+	r.Register("b", "10.0.0.9:80", 0) // a heartbeat is not a join
+	if len(joined) != 3 || joined[2] != "10.0.0.9:80" {
+		t.Fatalf("joins = %v, want the two static runners then 10.0.0.9:80 once", joined)
+	}
+}
+
 func TestRegisterAgainReactivates(t *testing.T) {
 	r := registry.New(registry.Options{})
 	r.ApplyConfig(mustConfig(t, twoPools))

@@ -59,8 +59,10 @@ func Run(ctx context.Context, o Options) error {
 	m.ConfigGeneration.Set(1)
 
 	// ext_proc counts every decided request in flight, so a draining
-	// runner can go as soon as its last one finishes.
-	runners := registry.New(registry.Options{InFlightTracked: true})
+	// runner can go as soon as its last one finishes. A runner new at an
+	// address starts with no known hints, whatever an earlier one held.
+	hints := affinity.NewIndex(affinity.IndexOptions{})
+	runners := registry.New(registry.Options{InFlightTracked: true, OnNew: hints.Forget})
 	runners.ApplyConfig(cfg)
 	metrics.RegisterRunners(reg, runners)
 
@@ -90,7 +92,6 @@ func Run(ctx context.Context, o Options) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	acks := xds.Register(ctx, g, pub, log, m)
-	hints := affinity.NewIndex(affinity.IndexOptions{})
 	engine := policy.New(policy.Options{
 		Runners: runners,
 		Pickers: map[string]policy.Picker{

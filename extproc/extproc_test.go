@@ -1,0 +1,348 @@
+package extproc_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/structpb"
+
+	"github.com/switchyard/switchyard/affinity"
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/extproc"
+	"github.com/switchyard/switchyard/policy"
+	"github.com/switchyard/switchyard/registry"
+)
+
+const testConfig = `
+listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+server: {max_body_bytes: 2048}
+pools:
+  - {name: small, max_concurrency: 1, runners: [{address: 10.0.0.1:80}, {address: 10.0.0.2:80}]}
+  - {name: big, runners: [{address: 10.0.1.1:80}]}
+  - {name: spare, runners: [{address: 10.0.2.1:80}]}
+routes:
+  - name: strict
+    match: {prefix: /strict}
+    on_invalid_body: reject
+    rules: [{when: 'body.width > 10', pool: big}, {pool: small}]
+  - name: headers-only
+    match: {prefix: /h}
+    rules: [{when: 'headers["x-tier"] == "big"', pool: big}, {pool: small, fallback: [spare]}]
+  - name: images
+    match: {prefix: /}
+    hint_from: body.model
+    rules:
+      - when: body.width * body.height <= 1048576
+        pool: small
+      - pool: big
+`
+
+// fakeStream is Envoy's side of one ext_proc stream, in memory.
+type fakeStream struct {
+	grpc.ServerStream
+	ctx  context.Context
+	in   chan *extprocv3.ProcessingRequest
+	out  chan *extprocv3.ProcessingResponse
+	done chan error
+}
+
+func (f *fakeStream) Context() context.Context { return f.ctx }
+func (f *fakeStream) Send(r *extprocv3.ProcessingResponse) error {
+	f.out <- r
+	return nil
+}
+func (f *fakeStream) Recv() (*extprocv3.ProcessingRequest, error) {
+	r, ok := <-f.in
+	if !ok {
+		return nil, io.EOF
+	}
+	return r, nil
+}
+
+type fixture struct {
+	srv     *extproc.Server
+	runners *registry.Registry
+	hints   *affinity.Index
+	cfg     *config.Config
+}
+
+func newFixture(t testing.TB, yaml string) *fixture {
+	t.Helper()
+	cfg, err := config.Parse("t.yaml", []byte(yaml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runners := registry.New(registry.Options{InFlightTracked: true})
+	runners.ApplyConfig(cfg)
+	hints := affinity.NewIndex(affinity.IndexOptions{})
+	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints})
+	engine := policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{config.PolicySwitchyard: picker, config.PolicyFal: picker}})
+	srv := extproc.New(extproc.Options{
+		Config:  func() *config.Config { return cfg },
+		Decider: engine,
+		Hints:   hints,
+		Runners: runners,
+		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics: extproc.NewMetrics(prometheus.NewRegistry()),
+	})
+	return &fixture{srv: srv, runners: runners, hints: hints, cfg: cfg}
+}
+
+// open starts one request's stream on the server.
+func (f *fixture) open() *fakeStream {
+	s := &fakeStream{ctx: context.Background(), in: make(chan *extprocv3.ProcessingRequest), out: make(chan *extprocv3.ProcessingResponse, 4), done: make(chan error, 1)}
+	go func() { s.done <- f.srv.Process(s) }()
+	return s
+}
+
+func (s *fakeStream) exchange(r *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	s.in <- r
+	return <-s.out
+}
+
+func (s *fakeStream) close() error {
+	close(s.in)
+	return <-s.done
+}
+
+func attrs(kv ...string) map[string]*structpb.Struct {
+	fields := map[string]*structpb.Value{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		fields[kv[i]] = structpb.NewStringValue(kv[i+1])
+	}
+	return map[string]*structpb.Struct{"envoy.filters.http.ext_proc": {Fields: fields}}
+}
+
+func headers(endOfStream bool, kv ...string) *extprocv3.HttpHeaders {
+	hm := &corev3.HeaderMap{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		hm.Headers = append(hm.Headers, &corev3.HeaderValue{Key: kv[i], RawValue: []byte(kv[i+1])})
+	}
+	return &extprocv3.HttpHeaders{Headers: hm, EndOfStream: endOfStream}
+}
+
+func requestHeaders(route, path string, endOfStream bool, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{
+		Request:    &extprocv3.ProcessingRequest_RequestHeaders{RequestHeaders: headers(endOfStream, append([]string{":method", "POST", ":path", path}, kv...)...)},
+		Attributes: attrs("xds.route_name", route),
+	}
+}
+
+func requestBody(body string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}}
+}
+
+func responseHeaders(upstream string, kv ...string) *extprocv3.ProcessingRequest {
+	return &extprocv3.ProcessingRequest{
+		Request:    &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: headers(false, append([]string{":status", "200"}, kv...)...)},
+		Attributes: attrs("upstream.address", upstream),
+	}
+}
+
+// decision reads the routing header and runner list from a response.
+func decision(r *extprocv3.ProcessingResponse) (target, runners string, clear bool) {
+	var common *extprocv3.CommonResponse
+	switch x := r.GetResponse().(type) {
+	case *extprocv3.ProcessingResponse_RequestHeaders:
+		common = x.RequestHeaders.GetResponse()
+	case *extprocv3.ProcessingResponse_RequestBody:
+		common = x.RequestBody.GetResponse()
+	}
+	for _, h := range common.GetHeaderMutation().GetSetHeaders() {
+		if h.GetHeader().GetKey() == "x-switchyard-pool" {
+			target = string(h.GetHeader().GetRawValue())
+		}
+	}
+	lb := r.GetDynamicMetadata().GetFields()["envoy.lb"].GetStructValue()
+	runners = lb.GetFields()["x-gateway-destination-endpoint"].GetStringValue()
+	return target, runners, common.GetClearRouteCache()
+}
+
+func responseMutation(r *extprocv3.ProcessingResponse) (set map[string]string, removed []string) {
+	m := r.GetResponseHeaders().GetResponse().GetHeaderMutation()
+	set = map[string]string{}
+	for _, h := range m.GetSetHeaders() {
+		set[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+	}
+	return set, m.GetRemoveHeaders()
+}
+
+func TestHeaderPhaseDecision(t *testing.T) {
+	f := newFixture(t, testConfig)
+	s := f.open()
+	resp := s.exchange(requestHeaders("headers-only", "/h/x", true, "x-tier", "big"))
+	target, runners, clear := decision(resp)
+	if target != "big" || runners != "10.0.1.1:80" || !clear {
+		t.Fatalf("decision: target %q runners %q clear %v", target, runners, clear)
+	}
+	if resp.GetModeOverride() != nil {
+		t.Error("a headers-only route asked for the body")
+	}
+	set, removed := responseMutation(s.exchange(responseHeaders("10.0.1.1:80", "x-fal-runner-hints", "flux", "content-length", "2")))
+	want := map[string]string{"x-switchyard-pool": "big", "x-switchyard-runner": "10.0.1.1:80", "x-switchyard-hint": "none"}
+	for k, v := range want {
+		if set[k] != v {
+			t.Errorf("response header %s = %q, want %q", k, set[k], v)
+		}
+	}
+	if len(removed) != 1 || removed[0] != "x-fal-runner-hints" {
+		t.Errorf("removed %v, want the runner hints header", removed)
+	}
+	if err := s.close(); err != nil {
+		t.Fatal(err)
+	}
+	if !f.hints.Has("10.0.1.1:80", "flux") {
+		t.Error("the serving runner's reported hints were not learnt")
+	}
+}
+
+// With fallbacks, the runner list has one entry per attempt of the
+// composite cluster: two in the pool, then one per fallback pool.
+func TestFallbackRunnerList(t *testing.T) {
+	f := newFixture(t, testConfig)
+	s := f.open()
+	target, runners, _ := decision(s.exchange(requestHeaders("headers-only", "/h/x", true)))
+	list := strings.Split(runners, ",")
+	if target != "small+spare" || len(list) != 3 || list[2] != "10.0.2.1:80" || !strings.HasPrefix(list[0], "10.0.0.") || !strings.HasPrefix(list[1], "10.0.0.") {
+		t.Fatalf("target %q runners %q", target, runners)
+	}
+	s.close()
+}
+
+func TestBodyPhaseDecision(t *testing.T) {
+	tests := []struct {
+		name, route, body, target string
+	}{
+		{"small", "images", `{"model": "flux", "width": 512, "height": 512}`, "small"},
+		{"large", "images", `{"model": "flux", "width": 4096, "height": 4096}`, "big"},
+		{"not json, lenient", "images", `nope`, "big"},
+		{"valid, strict", "strict", `{"width": 50}`, "big"},
+	}
+	for _, tt := range tests {
+		f := newFixture(t, testConfig)
+		s := f.open()
+		resp := s.exchange(requestHeaders(tt.route, "/x", false))
+		if target, _, _ := decision(resp); target != "" {
+			t.Errorf("%s: decided %q before the body arrived", tt.name, target)
+		}
+		if resp.GetModeOverride().GetRequestBodyMode().String() != "BUFFERED" {
+			t.Errorf("%s: the body was not asked for", tt.name)
+		}
+		if target, runners, clear := decision(s.exchange(requestBody(tt.body))); target != tt.target || runners == "" || !clear {
+			t.Errorf("%s: target %q runners %q clear %v, want %q", tt.name, target, runners, clear, tt.target)
+		}
+		s.close()
+	}
+}
+
+func TestImmediateAnswers(t *testing.T) {
+	f := newFixture(t, testConfig)
+	s := f.open()
+	s.exchange(requestHeaders("strict", "/strict", false))
+	resp := s.exchange(requestBody(`width=50`))
+	if im := resp.GetImmediateResponse(); im.GetStatus().GetCode() != 400 || !strings.Contains(string(im.GetBody()), `"error":"invalid_body"`) {
+		t.Errorf("invalid body on a strict route: %v", resp)
+	}
+	s.close()
+
+	s = f.open()
+	resp = s.exchange(requestHeaders("images", "/x", false, "content-length", "4096"))
+	if im := resp.GetImmediateResponse(); im.GetStatus().GetCode() != 413 || !strings.Contains(string(im.GetBody()), "max_body_bytes") {
+		t.Errorf("body over max_body_bytes by content-length: %v", resp)
+	}
+	s.close()
+}
+
+// In-flight counts come back whatever ends the exchange.
+func TestInFlightReleased(t *testing.T) {
+	f := newFixture(t, testConfig)
+	inflight := func() int64 {
+		var n int64
+		for _, r := range f.runners.List() {
+			n += r.InFlight
+		}
+		return n
+	}
+	// Ends with a response that has a length: freed at its headers.
+	s := f.open()
+	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
+	if inflight() != 1 {
+		t.Fatalf("in flight after the decision = %d, want 1", inflight())
+	}
+	s.exchange(responseHeaders("10.0.1.1:80", "content-length", "10"))
+	if inflight() != 0 {
+		t.Errorf("in flight after response headers with a length = %d, want 0", inflight())
+	}
+	s.close()
+	// A streamed response keeps the runner busy until the stream ends.
+	s = f.open()
+	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
+	s.exchange(responseHeaders("10.0.1.1:80", "content-type", "text/event-stream"))
+	if inflight() != 1 {
+		t.Errorf("in flight during a streamed response = %d, want 1", inflight())
+	}
+	s.close()
+	if inflight() != 0 {
+		t.Errorf("in flight after the stream = %d, want 0", inflight())
+	}
+	// The client goes away before any response.
+	s = f.open()
+	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
+	s.close()
+	if inflight() != 0 {
+		t.Errorf("in flight after a cancelled request = %d, want 0", inflight())
+	}
+}
+
+func TestDecisionHeadersCanBeTurnedOff(t *testing.T) {
+	f := newFixture(t, testConfig+"responses: {decision_headers: false, runner_hints: true}\n")
+	s := f.open()
+	s.exchange(requestHeaders("headers-only", "/h", true))
+	set, removed := responseMutation(s.exchange(responseHeaders("10.0.0.1:80", "x-fal-runner-hints", "a")))
+	if len(set) != 0 || len(removed) != 0 {
+		t.Errorf("with decision headers off and runner hints passed: set %v removed %v", set, removed)
+	}
+	s.close()
+}
+
+// benchmarkExchange measures one whole request through the ext_proc
+// server: headers (and body), decision, response headers, stream end.
+func benchmarkExchange(b *testing.B, route string, body []byte) {
+	f := newFixture(b, testConfig)
+	f.cfg.Server.MaxBodyBytes = 2 << 20
+	reqH := requestHeaders(route, "/x", body == nil, "x-fal-runner-hint", "flux")
+	reqB := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}}
+	respH := responseHeaders("10.0.0.1:80", "x-fal-runner-hints", "flux,sdxl", "content-length", "100")
+	b.ReportAllocs()
+	if body != nil {
+		b.SetBytes(int64(len(body)))
+	}
+	for b.Loop() {
+		s := f.open()
+		s.exchange(reqH)
+		if body != nil {
+			if t, _, _ := decision(s.exchange(reqB)); t == "" {
+				b.Fatal("no decision")
+			}
+		}
+		s.exchange(respH)
+		s.close()
+	}
+}
+
+func imageBody(size int) []byte {
+	pad := max(size-80, 0)
+	return []byte(fmt.Sprintf(`{"image": "%s", "model": "flux", "width": 512, "height": 512}`, strings.Repeat("A", pad)))
+}
+
+func BenchmarkDecisionHeadersOnly(b *testing.B) { benchmarkExchange(b, "headers-only", nil) }
+func BenchmarkDecisionBody4KB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(4<<10)) }
+func BenchmarkDecisionBody1MB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(1<<20)) }
