@@ -502,3 +502,44 @@ routes:
 		return len(list.Runners) == 3
 	})
 }
+
+// Switchyard down: Envoy fails open to each route's default pool, and a
+// client still cannot forge a decision.
+func TestFailOpen(t *testing.T) {
+	small := runnersNamed(t, simrunner.Options{}, "a100-1")
+	large := runnersNamed(t, simrunner.Options{}, "h100-1")
+	s := NewStack(t, StackConfig{Body: poolsYAML(poolSpec{name: "a100", runners: small}, poolSpec{name: "h100", runners: large}) + `
+routes:
+  - name: images
+    match: {prefix: /}
+    rules:
+      - when: body.width * body.height <= 1048576
+        pool: a100
+      - pool: h100
+`})
+	smallBody := `{"width": 512, "height": 512}`
+	if r := s.MustDo(http.MethodPost, "/gen", nil, smallBody); r.Runner() != "a100-1" {
+		t.Fatalf("with switchyard up, a small image went to %s", r.Runner())
+	}
+	s.KillSwitchyard()
+	for i := range 20 {
+		header := map[string]string(nil)
+		if i%2 == 1 {
+			header = map[string]string{"x-switchyard-pool": "a100", "x-gateway-destination-endpoint": small[0].Addr}
+		}
+		r := s.MustDo(http.MethodPost, "/gen", header, smallBody)
+		if r.Status != http.StatusOK || r.Runner() != "h100-1" {
+			t.Fatalf("request %d with switchyard down: status %d runner %q, want 200 from the default pool h100", i, r.Status, r.Runner())
+		}
+		if r.Header.Get("x-switchyard-pool") != "" {
+			t.Fatalf("a decision header without switchyard: %v", r.Header)
+		}
+	}
+	if got := s.EnvoyStats()["http.public.ext_proc.failure_mode_allowed"]; got < 20 {
+		t.Errorf("ext_proc failure_mode_allowed = %d, want ≥ 20", got)
+	}
+	s.StartSwitchyard()
+	Eventually(t, 10*time.Second, "decisions resume", func() bool {
+		return s.MustDo(http.MethodPost, "/gen", nil, smallBody).Runner() == "a100-1"
+	})
+}
