@@ -83,10 +83,33 @@ type Hints struct {
 }
 
 type Pool struct {
-	Name           string   `json:"name"`
-	MaxConcurrency int      `json:"max_concurrency"`
-	Runners        []string `json:"runners"` // static runner addresses, ip:port
+	Name           string       `json:"name"`
+	MaxConcurrency int          `json:"max_concurrency"`
+	Runners        []string     `json:"runners"` // static runner addresses, ip:port
+	LoadBalancer   LoadBalancer `json:"load_balancer"`
 }
+
+// LoadBalancer says who picks a pool's runner: switchyard (hint affinity,
+// busy runners avoided) or one of Envoy's own balancers.
+type LoadBalancer struct {
+	Policy string `json:"policy"`
+	// HashBalanceFactor bounds the load of consistent hashing (maglev,
+	// ring_hash): no runner gets more than factor/100 of the average.
+	// 0 means unbounded.
+	HashBalanceFactor int `json:"hash_balance_factor,omitempty"`
+}
+
+// Load balancer policies.
+const (
+	LBSwitchyard   = "switchyard"
+	LBRoundRobin   = "round_robin"
+	LBLeastRequest = "least_request"
+	LBRingHash     = "ring_hash" // on the hint request headers
+	LBMaglev       = "maglev"    // on the hint request headers
+)
+
+// HashesOnHint says Envoy picks the pool's runner by hashing the hint header.
+func (lb LoadBalancer) HashesOnHint() bool { return lb.Policy == LBRingHash || lb.Policy == LBMaglev }
 
 type Route struct {
 	Name          string   `json:"name"`

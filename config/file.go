@@ -50,9 +50,15 @@ type hintsFile struct {
 }
 
 type poolFile struct {
-	Name           string       `yaml:"name"`
-	MaxConcurrency *int         `yaml:"max_concurrency"`
-	Runners        []runnerFile `yaml:"runners"`
+	Name           string            `yaml:"name"`
+	MaxConcurrency *int              `yaml:"max_concurrency"`
+	Runners        []runnerFile      `yaml:"runners"`
+	LoadBalancer   *loadBalancerFile `yaml:"load_balancer"`
+}
+
+type loadBalancerFile struct {
+	Policy            string `yaml:"policy"`
+	HashBalanceFactor int    `yaml:"hash_balance_factor"`
 }
 
 type runnerFile struct {

@@ -201,7 +201,24 @@ func buildPools(in []poolFile, path fieldPath, ps *problems) []Pool {
 	for i, p := range in {
 		pp := path.idx(i)
 		checkName("pool", p.Name, pp.key("name"), names, ps)
-		pool := Pool{Name: p.Name, MaxConcurrency: DefaultMaxConcurrency, Runners: []string{}}
+		pool := Pool{Name: p.Name, MaxConcurrency: DefaultMaxConcurrency, Runners: []string{}, LoadBalancer: LoadBalancer{Policy: LBSwitchyard}}
+		if lb := p.LoadBalancer; lb != nil {
+			lp := pp.key("load_balancer")
+			switch lb.Policy {
+			case "":
+			case LBSwitchyard, LBRoundRobin, LBLeastRequest, LBRingHash, LBMaglev:
+				pool.LoadBalancer.Policy = lb.Policy
+			default:
+				ps.at(lp.key("policy"), "must be one of %s, %s, %s, %s, %s; got %q", LBSwitchyard, LBRoundRobin, LBLeastRequest, LBRingHash, LBMaglev, lb.Policy)
+			}
+			pool.LoadBalancer.HashBalanceFactor = lb.HashBalanceFactor
+			switch {
+			case lb.HashBalanceFactor != 0 && !pool.LoadBalancer.HashesOnHint():
+				ps.at(lp.key("hash_balance_factor"), "only applies to %s and %s", LBRingHash, LBMaglev)
+			case lb.HashBalanceFactor != 0 && lb.HashBalanceFactor < 100:
+				ps.at(lp.key("hash_balance_factor"), "must be at least 100 (percent of the average load), got %d", lb.HashBalanceFactor)
+			}
+		}
 		if p.MaxConcurrency != nil {
 			pool.MaxConcurrency = *p.MaxConcurrency
 			if pool.MaxConcurrency < 1 {

@@ -543,3 +543,44 @@ routes:
 		return s.MustDo(http.MethodPost, "/gen", nil, smallBody).Runner() == "a100-1"
 	})
 }
+
+// Pools can use Envoy's own balancers instead of switchyard's pick; the
+// consistent-hash ones key on the hint header.
+func TestEnvoyBalancers(t *testing.T) {
+	rr := runnersNamed(t, simrunner.Options{}, "rr-1", "rr-2", "rr-3")
+	mg := runnersNamed(t, simrunner.Options{}, "mg-1", "mg-2", "mg-3")
+	rh := runnersNamed(t, simrunner.Options{}, "rh-1", "rh-2", "rh-3")
+	list := func(rs []*TestRunner) string {
+		var parts []string
+		for _, r := range rs {
+			parts = append(parts, "{address: "+r.Addr+"}")
+		}
+		return strings.Join(parts, ", ")
+	}
+	s := NewStack(t, StackConfig{Body: fmt.Sprintf(`pools:
+  - {name: rr, runners: [%s], load_balancer: {policy: round_robin}}
+  - {name: mg, runners: [%s], load_balancer: {policy: maglev, hash_balance_factor: 150}}
+  - {name: rh, runners: [%s], load_balancer: {policy: ring_hash}}
+routes:
+  - {name: mg, match: {prefix: /mg}, rules: [{pool: mg}]}
+  - {name: rh, match: {prefix: /rh}, rules: [{pool: rh}]}
+  - {name: rr, match: {prefix: /}, rules: [{pool: rr}]}
+`, list(rr), list(mg), list(rh))})
+	got := landsOn(t, s, 30, "/x", nil)
+	if len(got) != 3 {
+		t.Errorf("round_robin used %v, want all three runners", got)
+	}
+	for _, prefix := range []string{"/mg", "/rh"} {
+		for _, hint := range []string{"flux", "sdxl", "sd3"} {
+			got := landsOn(t, s, 8, prefix+"/x", map[string]string{"x-fal-runner-hint": hint})
+			if len(got) != 1 {
+				t.Errorf("%s with hint %s landed on %v, want one runner", prefix, hint, got)
+			}
+		}
+	}
+	for name, v := range s.EnvoyStats() {
+		if strings.HasSuffix(name, "update_rejected") && v != 0 {
+			t.Errorf("%s = %d", name, v)
+		}
+	}
+}

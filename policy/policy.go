@@ -93,7 +93,8 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	d.Hint = hint(cfg, route, req, act)
 
 	picker := e.pickers[cfg.Hints.Policy]
-	if p, ok := cfg.Pool(pool); ok {
+	// Envoy's own balancers pick for pools that use them.
+	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBSwitchyard {
 		pick := picker.Pick(e.runners.Active(pool), p.MaxConcurrency, d.Hint)
 		d.Runners, d.Outcome = pick.Runners, pick.Outcome
 	}
@@ -102,7 +103,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	}
 	for _, f := range rule.Fallback {
 		var best *registry.Runner
-		if p, ok := cfg.Pool(f); ok {
+		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBSwitchyard {
 			if pick := picker.Pick(e.runners.Active(f), p.MaxConcurrency, d.Hint); len(pick.Runners) > 0 {
 				best = pick.Runners[0]
 			}

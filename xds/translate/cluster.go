@@ -8,8 +8,12 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	compositev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/clusters/composite/v3"
+	commonlbv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/common/v3"
 	leastrequestv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/least_request/v3"
+	maglevv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/maglev/v3"
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
+	ringhashv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
+	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -36,29 +40,48 @@ func poolCluster(p config.Pool) *clusterv3.Cluster {
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_EDS},
 		EdsClusterConfig:     &clusterv3.Cluster_EdsClusterConfig{EdsConfig: adsSource(), ServiceName: name},
 		ConnectTimeout:       durationpb.New(runnerConnectTimeout),
-		LoadBalancingPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-			TypedExtensionConfig: &corev3.TypedExtensionConfig{
-				Name: "envoy.load_balancing_policies.override_host",
-				TypedConfig: mustAny(&overridehostv3.OverrideHost{
-					OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
-						Metadata: &metadatav3.MetadataKey{
-							Key:  LBNamespace,
-							Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: EndpointKey}}},
-						},
-					}},
-					FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{
-						TypedExtensionConfig: &corev3.TypedExtensionConfig{
-							Name:        "envoy.load_balancing_policies.least_request",
-							TypedConfig: mustAny(&leastrequestv3.LeastRequest{}),
-						},
-					}}},
-				}),
-			},
-		}}},
+		LoadBalancingPolicy:  &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: loadBalancer(p.LoadBalancer)}}},
 		// Draining runners are excluded as unhealthy; never send traffic to
 		// them in panic mode, even when most of a pool is draining.
 		CommonLbConfig:  &clusterv3.Cluster_CommonLbConfig{HealthyPanicThreshold: &typev3.Percent{Value: 0}},
 		CircuitBreakers: circuitBreakers(),
+	}
+}
+
+// loadBalancer is the pool's Envoy load-balancing policy. With switchyard
+// picking, override_host takes the runner list from ext_proc and falls back
+// to least_request when the list is missing or stale; the other policies
+// are Envoy's own.
+func loadBalancer(lb config.LoadBalancer) *corev3.TypedExtensionConfig {
+	leastRequest := &corev3.TypedExtensionConfig{
+		Name:        "envoy.load_balancing_policies.least_request",
+		TypedConfig: mustAny(&leastrequestv3.LeastRequest{}),
+	}
+	var hashing *commonlbv3.ConsistentHashingLbConfig
+	if lb.HashBalanceFactor > 0 {
+		hashing = &commonlbv3.ConsistentHashingLbConfig{HashBalanceFactor: wrapperspb.UInt32(uint32(lb.HashBalanceFactor))}
+	}
+	switch lb.Policy {
+	case config.LBLeastRequest:
+		return leastRequest
+	case config.LBRoundRobin:
+		return &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.round_robin", TypedConfig: mustAny(&roundrobinv3.RoundRobin{})}
+	case config.LBRingHash:
+		return &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.ring_hash", TypedConfig: mustAny(&ringhashv3.RingHash{ConsistentHashingLbConfig: hashing})}
+	case config.LBMaglev:
+		return &corev3.TypedExtensionConfig{Name: "envoy.load_balancing_policies.maglev", TypedConfig: mustAny(&maglevv3.Maglev{ConsistentHashingLbConfig: hashing})}
+	}
+	return &corev3.TypedExtensionConfig{
+		Name: "envoy.load_balancing_policies.override_host",
+		TypedConfig: mustAny(&overridehostv3.OverrideHost{
+			OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
+				Metadata: &metadatav3.MetadataKey{
+					Key:  LBNamespace,
+					Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: EndpointKey}}},
+				},
+			}},
+			FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: leastRequest}}},
+		}),
 	}
 }
 

@@ -36,11 +36,11 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: target.Name()},
 				}},
 			}}
-			vh.Routes = append(vh.Routes, route(r.Name+"/"+target.Name(), m, target, r, cfg.Server.MaxBodyBytes))
+			vh.Routes = append(vh.Routes, route(cfg, r.Name+"/"+target.Name(), m, target, r))
 		}
 		// Named after the config route: ext_proc learns which config route
 		// matched from this name (the pool header is never set yet then).
-		vh.Routes = append(vh.Routes, route(r.Name, pathMatch(r.Match), r.DefaultTarget(), r, cfg.Server.MaxBodyBytes))
+		vh.Routes = append(vh.Routes, route(cfg, r.Name, pathMatch(r.Match), r.DefaultTarget(), r))
 	}
 	return &routev3.RouteConfiguration{
 		Name:                     l.Name,
@@ -51,10 +51,19 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 	}
 }
 
-func route(name string, m *routev3.RouteMatch, target config.Target, r config.Route, maxBody int) *routev3.Route {
+func route(cfg *config.Config, name string, m *routev3.RouteMatch, target config.Target, r config.Route) *routev3.Route {
+	maxBody := cfg.Server.MaxBodyBytes
 	action := &routev3.RouteAction{
 		ClusterSpecifier: &routev3.RouteAction_Cluster{Cluster: ClusterName(target.Name())},
 		Timeout:          durationpb.New(r.Timeout.Std()),
+	}
+	if p, ok := cfg.Pool(target.Pool); ok && p.LoadBalancer.HashesOnHint() {
+		// Envoy's consistent hashing keys on the client's hint header.
+		for _, h := range cfg.Hints.RequestHeaders {
+			action.HashPolicy = append(action.HashPolicy, &routev3.RouteAction_HashPolicy{
+				PolicySpecifier: &routev3.RouteAction_HashPolicy_Header_{Header: &routev3.RouteAction_HashPolicy_Header{HeaderName: h}},
+			})
+		}
 	}
 	if len(target.Fallback) > 0 {
 		action.RetryPolicy = fallbackRetryPolicy(FallbackAttempts(target) - 1)
