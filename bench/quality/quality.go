@@ -1,0 +1,337 @@
+// Package quality is the routing-quality benchmark: the same request
+// sequence (Poisson arrivals, Zipf model popularity with a shift half-way)
+// is sent through the real Envoy to simulated GPU runners under each
+// routing policy — Envoy's own balancers, fal's rule and switchyard's
+// default — and the runners count what matters: how often a request found
+// its model loaded, and how many cold loads it cost.
+package quality
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"math/rand"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	vegeta "github.com/tsenart/vegeta/v12/lib"
+
+	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/stack"
+)
+
+// Policy is one way of picking runners.
+type Policy struct {
+	Name              string `json:"name"`
+	LoadBalancer      string `json:"load_balancer"` // the pools' load_balancer.policy
+	HashBalanceFactor int    `json:"hash_balance_factor,omitempty"`
+	HintPolicy        string `json:"hint_policy,omitempty"` // hints.policy when switchyard picks
+}
+
+// Policies are the alternatives a user would pick from, and switchyard.
+var Policies = []Policy{
+	{Name: "Envoy round_robin", LoadBalancer: config.LBRoundRobin},
+	{Name: "Envoy least_request", LoadBalancer: config.LBLeastRequest},
+	{Name: "Envoy ring_hash on the hint", LoadBalancer: config.LBRingHash},
+	{Name: "Envoy maglev, bounded load 150", LoadBalancer: config.LBMaglev, HashBalanceFactor: 150},
+	{Name: "fal's rule", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicyFal},
+	{Name: "switchyard", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySwitchyard},
+}
+
+// Options shape the workload. Times are scaled down from real GPUs
+// (seconds of model load, hundreds of milliseconds of inference) keeping
+// their ratio, so a run takes minutes.
+type Options struct {
+	Pools          int           `json:"pools"`
+	RunnersPerPool int           `json:"runners_per_pool"`
+	Slots          int           `json:"slots"`           // models a runner holds
+	Models         int           `json:"models_per_pool"` // distinct models per pool
+	ZipfS          float64       `json:"zipf_s"`
+	MaxConcurrency int           `json:"max_concurrency"` // per runner
+	LoadTime       time.Duration `json:"load_time"`
+	InferTime      time.Duration `json:"infer_time"`
+	Loads          []float64     `json:"loads"` // fractions of capacity
+	Duration       time.Duration `json:"duration"`
+	Seed           int64         `json:"seed"`
+	Policies       []Policy      `json:"-"`
+	Log            io.Writer     `json:"-"`
+}
+
+// Defaults fills the unset options.
+func (o *Options) Defaults(smoke bool) {
+	def := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	def(&o.Pools, 2)
+	def(&o.RunnersPerPool, 3)
+	def(&o.Slots, 2)
+	def(&o.Models, 10)
+	def(&o.MaxConcurrency, 1)
+	if o.ZipfS == 0 {
+		o.ZipfS = 1.1
+	}
+	if o.LoadTime == 0 {
+		o.LoadTime = time.Second
+	}
+	if o.InferTime == 0 {
+		o.InferTime = 100 * time.Millisecond
+	}
+	if o.Seed == 0 {
+		o.Seed = 42
+	}
+	if len(o.Policies) == 0 {
+		o.Policies = Policies
+	}
+	if smoke {
+		if len(o.Loads) == 0 {
+			o.Loads = []float64{0.8}
+		}
+		if o.Duration == 0 {
+			o.Duration = 4 * time.Second
+		}
+	}
+	if len(o.Loads) == 0 {
+		o.Loads = []float64{0.5, 0.8, 0.95}
+	}
+	if o.Duration == 0 {
+		o.Duration = 40 * time.Second
+	}
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+}
+
+// Capacity is the request rate the runners serve when every request finds
+// its model loaded.
+func (o Options) Capacity() float64 {
+	return float64(o.Pools*o.RunnersPerPool*o.MaxConcurrency) / o.InferTime.Seconds()
+}
+
+// Run is one policy at one load.
+type Run struct {
+	Policy     string  `json:"policy"`
+	Load       float64 `json:"load"`
+	Rate       float64 `json:"rate_per_s"`
+	Requests   int     `json:"requests"`
+	OK         int     `json:"ok"`
+	Hits       int64   `json:"hits"`
+	Misses     int64   `json:"misses"`
+	ColdLoads  int64   `json:"cold_loads"`
+	Evictions  int64   `json:"evictions"`
+	HitRate    float64 `json:"hit_rate"`
+	Ceiling    float64 `json:"ceiling"`
+	P50        float64 `json:"p50_ms"`
+	P95        float64 `json:"p95_ms"`
+	P99        float64 `json:"p99_ms"`
+	Throughput float64 `json:"throughput_per_s"`
+}
+
+// Result is the whole benchmark.
+type Result struct {
+	Options  Options `json:"options"`
+	Capacity float64 `json:"capacity_per_s"`
+	Runs     []Run   `json:"runs"`
+}
+
+// request is one pre-generated request of the sequence.
+type request struct {
+	at    time.Duration
+	pool  int
+	model string
+}
+
+// sequence generates the identical request list every policy gets:
+// Poisson arrivals at rate, a pool uniformly, a model by Zipf popularity;
+// half-way the popularity order of every pool's models is reversed.
+func sequence(o Options, rate float64) []request {
+	rng := rand.New(rand.NewSource(o.Seed))
+	zipf := rand.NewZipf(rng, o.ZipfS, 1, uint64(o.Models-1))
+	var out []request
+	for t := time.Duration(0); t < o.Duration; {
+		t += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
+		rank := int(zipf.Uint64())
+		if t >= o.Duration/2 {
+			rank = o.Models - 1 - rank
+		}
+		pool := rng.Intn(o.Pools)
+		out = append(out, request{at: t, pool: pool, model: fmt.Sprintf("p%d-model-%02d", pool, rank)})
+	}
+	return out
+}
+
+// ceiling is the best hit rate possible: every distinct model must be
+// loaded once (a compulsory miss).
+func ceiling(seq []request) float64 {
+	distinct := map[string]bool{}
+	for _, r := range seq {
+		distinct[r.model] = true
+	}
+	return 1 - float64(len(distinct))/float64(len(seq))
+}
+
+// Run runs every policy at every load.
+func RunAll(ctx context.Context, o Options) (*Result, error) {
+	res := &Result{Options: o, Capacity: o.Capacity()}
+	for _, load := range o.Loads {
+		seq := sequence(o, load*o.Capacity())
+		for _, p := range o.Policies {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			fmt.Fprintf(o.Log, "routing quality: %-32s at %3.0f%% load (%d requests)...", p.Name, 100*load, len(seq))
+			run, err := runOne(ctx, o, p, load, seq)
+			if err != nil {
+				return nil, fmt.Errorf("%s at %.0f%%: %w", p.Name, 100*load, err)
+			}
+			fmt.Fprintf(o.Log, " hit rate %.1f%%, p99 %.0f ms\n", 100*run.HitRate, run.P99)
+			res.Runs = append(res.Runs, *run)
+		}
+	}
+	return res, nil
+}
+
+func runOne(ctx context.Context, o Options, p Policy, load float64, seq []request) (*Run, error) {
+	dir, err := os.MkdirTemp("", "switchyard-quality-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	cfgPath := filepath.Join(dir, "switchyard.yaml")
+	if err := os.WriteFile(cfgPath, []byte(configFor(o, p)), 0o644); err != nil {
+		return nil, err
+	}
+	st, err := stack.Start(ctx, stack.Options{
+		ConfigPath: cfgPath,
+		Simulate:   true,
+		Sim: simrunner.Options{
+			Slots: o.Slots, LoadTime: o.LoadTime, InferTime: o.InferTime,
+			MaxConcurrency: o.MaxConcurrency, Overload: simrunner.OverloadQueue,
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Stop()
+
+	var next atomic.Int64
+	targeter := func(t *vegeta.Target) error {
+		i := next.Add(1) - 1
+		if int(i) >= len(seq) {
+			return vegeta.ErrNoTargets
+		}
+		r := seq[i]
+		t.Method = "POST"
+		t.URL = fmt.Sprintf("%s/p%d/generate", st.EdgeURL, r.pool)
+		t.Header = map[string][]string{"Content-Type": {"application/json"}, "X-Fal-Runner-Hint": {r.model}}
+		t.Body = []byte(fmt.Sprintf(`{"model": %q, "prompt": "a lighthouse", "width": 1024, "height": 1024}`, r.model))
+		return nil
+	}
+	pacer := replay{seq: seq, rate: load * o.Capacity()}
+	atk := vegeta.NewAttacker(vegeta.Timeout(2*time.Minute), vegeta.KeepAlive(true), vegeta.Connections(10000))
+	stop := context.AfterFunc(ctx, func() { atk.Stop() })
+	defer stop()
+	var m vegeta.Metrics
+	for r := range atk.Attack(targeter, pacer, o.Duration+time.Minute, p.Name) {
+		m.Add(r)
+	}
+	m.Close()
+
+	run := &Run{Policy: p.Name, Load: load, Rate: load * o.Capacity(), Requests: int(m.Requests), Ceiling: ceiling(seq)}
+	run.OK = int(math.Round(m.Success * float64(m.Requests)))
+	for _, r := range st.Runners {
+		s := r.Runner.Stats()
+		run.Hits += s.Hits
+		run.Misses += s.Misses
+		run.ColdLoads += s.ColdLoads
+		run.Evictions += s.Evictions
+	}
+	if n := run.Hits + run.Misses; n > 0 {
+		run.HitRate = float64(run.Hits) / float64(n)
+	}
+	ms := func(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+	run.P50, run.P95, run.P99 = ms(m.Latencies.P50), ms(m.Latencies.P95), ms(m.Latencies.P99)
+	run.Throughput = m.Throughput
+	return run, nil
+}
+
+// replay is a vegeta pacer that replays the pre-generated arrival times.
+type replay struct {
+	seq  []request
+	rate float64
+}
+
+func (p replay) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
+	if hits >= uint64(len(p.seq)) {
+		return 0, true
+	}
+	return max(p.seq[hits].at-elapsed, 0), false
+}
+
+func (p replay) Rate(time.Duration) float64 { return p.rate }
+
+// configFor writes the stack's config for a policy, on free ports.
+func configFor(o Options, p Policy) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "listeners: [{name: public, address: 127.0.0.1, port: %d}]\n", freePort())
+	fmt.Fprintf(&b, "server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d}\n", freePort(), freePort())
+	if p.HintPolicy != "" {
+		fmt.Fprintf(&b, "hints: {policy: %s}\n", p.HintPolicy)
+	}
+	b.WriteString("pools:\n")
+	for i := range o.Pools {
+		var runners []string
+		for range o.RunnersPerPool {
+			runners = append(runners, fmt.Sprintf("{address: 127.0.0.1:%d}", freePort()))
+		}
+		lb := "{policy: " + p.LoadBalancer
+		if p.HashBalanceFactor > 0 {
+			lb += fmt.Sprintf(", hash_balance_factor: %d", p.HashBalanceFactor)
+		}
+		lb += "}"
+		fmt.Fprintf(&b, "  - {name: p%d, max_concurrency: %d, load_balancer: %s, runners: [%s]}\n", i, o.MaxConcurrency, lb, strings.Join(runners, ", "))
+	}
+	b.WriteString("routes:\n")
+	for i := range o.Pools {
+		fmt.Fprintf(&b, "  - {name: p%d, match: {prefix: /p%d/}, rules: [{pool: p%d}]}\n", i, i, i)
+	}
+	return b.String()
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Markdown renders the results as tables, one per load.
+func (r *Result) Markdown() string {
+	var b strings.Builder
+	o := r.Options
+	fmt.Fprintf(&b, "%d pools × %d runners, %d model slots each, %d models per pool with Zipf(s=%.1f) popularity reversed half-way, "+
+		"max_concurrency %d, model load %s, inference %s; capacity %.0f requests/s (every request a hit); Poisson arrivals for %s per run; seed %d.\n\n",
+		o.Pools, o.RunnersPerPool, o.Slots, o.Models, o.ZipfS, o.MaxConcurrency, o.LoadTime, o.InferTime, r.Capacity, o.Duration, o.Seed)
+	for _, load := range o.Loads {
+		fmt.Fprintf(&b, "**%.0f%% of capacity** (%.0f requests/s)\n\n", 100*load, load*r.Capacity)
+		b.WriteString("| policy | hit rate | ceiling | cold loads | p50 ms | p95 ms | p99 ms | throughput/s | ok |\n|---|---|---|---|---|---|---|---|---|\n")
+		for _, run := range r.Runs {
+			if run.Load != load {
+				continue
+			}
+			fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %d | %.0f | %.0f | %.0f | %.1f | %d/%d |\n",
+				run.Policy, 100*run.HitRate, 100*run.Ceiling, run.ColdLoads, run.P50, run.P95, run.P99, run.Throughput, run.OK, run.Requests)
+		}
+		b.WriteString("\n")
+	}
+	return b.String()
+}

@@ -1,0 +1,12 @@
+"""Runner-side helpers for Switchyard: report routing hints from any ASGI app.
+
+    from switchyard_runner import HintsMiddleware
+
+    app = HintsMiddleware(my_asgi_app, provide_hints=lambda: list(loaded_models))
+
+See :class:`HintsMiddleware` for the rules of the ``X-Fal-Runner-Hints`` header.
+"""
+
+from .hints import HINTS_HEADER, HintsMiddleware, HintsProvider, encode_hints, filter_hints
+
+__all__ = ["HINTS_HEADER", "HintsMiddleware", "HintsProvider", "encode_hints", "filter_hints"]
