@@ -35,6 +35,7 @@ type Options struct {
 	Config   func() *config.Config         // the config being served
 	Ready    func() bool                   // a snapshot has been published
 	XDS      func() any                    // xDS state for /debug/xds
+	Costs    func() any                    // learnt request costs for /debug/costs
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
 }
@@ -79,6 +80,13 @@ func Handler(o Options) http.Handler {
 	mux.HandleFunc("GET /v1/runners", listRunners)
 	mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.XDS())
+	})
+	mux.HandleFunc("GET /debug/costs", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Costs == nil {
+			writeJSON(w, http.StatusOK, map[string]any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, o.Costs())
 	})
 	mux.HandleFunc("PUT /v1/pools/{pool}/runners/{address}", func(w http.ResponseWriter, r *http.Request) {
 		ttl, err := readTTL(r)

@@ -20,6 +20,12 @@ const (
 	// ModeFal is fal's rule as documented: hints are only what runners
 	// report after their responses.
 	ModeFal Mode = "fal"
+	// ModeSoonest (experimental) sends a hinted request to the runner
+	// expected to finish it first, waiting for a busy warm runner when that
+	// is quicker than a model load elsewhere (see PickCost). It is not the
+	// default: the routing-quality benchmark has not shown it better than
+	// ModeSwitchyard at every load yet (BENCHMARKS.md).
+	ModeSoonest Mode = "soonest"
 )
 
 // ParseMode validates a mode name; "" is ModeSwitchyard.
@@ -27,10 +33,10 @@ func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
 	case "":
 		return ModeSwitchyard, nil
-	case ModeSwitchyard, ModeFal:
+	case ModeSwitchyard, ModeFal, ModeSoonest:
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown hint mode %q: want %q or %q", s, ModeSwitchyard, ModeFal)
+	return "", fmt.Errorf("unknown hint mode %q: want %q, %q or %q", s, ModeSwitchyard, ModeFal, ModeSoonest)
 }
 
 // Outcome says how a request's hint was served. Its values are sent to
@@ -53,6 +59,9 @@ type Pick struct {
 	// alternatives for retries. It is empty only when there are no runners.
 	Runners []*registry.Runner
 	Outcome Outcome
+	// Queued says the primary holds the hint but is busy: the request waits
+	// for it because that is expected to be quicker than a model load.
+	Queued bool
 }
 
 // PickerOptions configure a Picker.
@@ -126,6 +135,25 @@ func (p *Picker) Mode() Mode { return p.mode }
 // Pick is O(len(runners)) with a constant-size working set; it allocates
 // only the result slice (and, on a marked miss, the Index's update).
 func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint string) Pick {
+	return p.pick(runners, maxConcurrency, hint, Cost{}, false)
+}
+
+// maxQueueFactor caps how far PickCost over-commits a warm runner: at most
+// this many times its max concurrency in flight, whatever the estimates say.
+const maxQueueFactor = 4
+
+// PickCost is Pick with the pool's request costs. In ModeSoonest, when
+// the runners holding the hint are all busy and cost is Known, it weighs the
+// expected wait for the least loaded of them — the requests ahead of this
+// one beyond its free slots, at cost.Hit each, shared by its slots —
+// against a model load elsewhere (cost.Load()), and queues on the warm
+// runner when the wait is shorter (Pick.Queued, outcome hit). fal's rule
+// never waits, so under load every spilled request becomes a cold load.
+func (p *Picker) PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost Cost) Pick {
+	return p.pick(runners, maxConcurrency, hint, cost, true)
+}
+
+func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint string, cost Cost, mayWait bool) Pick {
 	if hint != "" && !ValidHint(hint) {
 		hint = ""
 	}
@@ -138,6 +166,7 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 
 	var top topK
 	holders, freeHolders := 0, 0
+	queueOn, queueLoad := -1, int64(0) // the least loaded busy holder
 	for i, r := range runners {
 		load := r.InFlight()
 		busy := load >= limit
@@ -159,6 +188,9 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 			default:
 				if has {
 					holders++
+					if queueOn < 0 || load < queueLoad {
+						queueOn, queueLoad = i, load
+					}
 				}
 				c.tier, c.k1, c.k2, c.k3 = tierBusy, load, int64(b2i(!has)), int64(n)
 			}
@@ -179,6 +211,11 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 	if top.n == 0 {
 		return Pick{Outcome: outcome}
 	}
+	if mayWait && p.mode == ModeSoonest && hint != "" {
+		if best, ok := p.soonest(runners, limit, hint, key, cost, seed); ok {
+			return best
+		}
+	}
 	n := top.n
 	if top.c[0].tier != tierBusy {
 		for n > 1 && top.c[n-1].tier == tierBusy {
@@ -193,6 +230,125 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 		p.idx.MarkLoading(out[0].Address, hint)
 	}
 	return Pick{Runners: out, Outcome: outcome}
+}
+
+// defaultLoadRatio is what a model load is assumed to cost, in
+// inferences, until a pool's costs are measured: GPU model loads take
+// seconds, inferences fractions of that.
+const defaultLoadRatio = 4
+
+// soonest is switchyard's pick for a hinted request: the runner expected
+// to finish it first. A runner's expected time is the work queued ahead of
+// the request beyond its free slots (each at cost.Hit, shared by its
+// limit slots) plus a model load (cost.Load()) unless it holds the hint.
+// So a free warm runner wins, a busy warm runner wins while its queue is
+// shorter than a load, and a model is loaded elsewhere once waiting would
+// take longer. fal's rule never waits: under load, every request that finds
+// the warm runners busy becomes a cold load, and the loads evict the models
+// other requests need. ok is false when there is nothing to rank.
+func (p *Picker) soonest(runners []*registry.Runner, limit int64, hint string, key hintKey, cost Cost, seed uint64) (Pick, bool) {
+	hit, load := float64(1), float64(defaultLoadRatio)
+	if cost.Known() {
+		hit, load = float64(cost.Hit), float64(cost.Load())
+	}
+	type scored struct {
+		i     int
+		t     float64
+		holds bool
+		hints int
+		tie   uint64
+	}
+	var top [1 + MaxAlternatives]scored
+	n := 0
+	holders := 0
+	// A runner reporting as many hints as the fullest runner of the pool
+	// has no free slot: loading there evicts a model some later request
+	// may need again. That possible reload counts half a load.
+	full := 0
+	for _, r := range runners {
+		_, nh := p.idx.lookup(r.Address, key)
+		full = max(full, nh)
+	}
+	less := func(a, b *scored) bool {
+		switch {
+		case a.t != b.t:
+			return a.t < b.t
+		case a.holds != b.holds:
+			return a.holds
+		case a.hints != b.hints:
+			return a.hints < b.hints
+		}
+		return a.tie < b.tie
+	}
+	for i, r := range runners {
+		inflight := r.InFlight()
+		has, nh := p.idx.lookup(r.Address, key)
+		if has {
+			holders++
+		}
+		if has && inflight >= maxQueueFactor*limit {
+			has = false // a runner this far behind is not waited for
+		}
+		// Ties go by a hash of hint and runner, not at random: a model
+		// that has to be loaded again lands where it was before, as with
+		// consistent hashing, instead of spreading copies over the pool.
+		c := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
+		if ahead := inflight - limit + 1; ahead > 0 {
+			c.t = float64(ahead) * hit / float64(limit)
+		}
+		if !has {
+			c.t += load
+			if nh > 0 && nh >= full {
+				c.t += load / 2
+			}
+		}
+		j := n
+		if j == len(top) {
+			if !less(&c, &top[j-1]) {
+				continue
+			}
+			j--
+		} else {
+			n++
+		}
+		for j > 0 && less(&c, &top[j-1]) {
+			top[j] = top[j-1]
+			j--
+		}
+		top[j] = c
+	}
+	if n == 0 {
+		return Pick{}, false
+	}
+	out := make([]*registry.Runner, n)
+	for j := range out {
+		out[j] = runners[top[j].i]
+	}
+	pick := Pick{Runners: out}
+	primary := top[0]
+	switch {
+	case primary.holds:
+		pick.Outcome = OutcomeHit
+		pick.Queued = out[0].InFlight() >= limit
+	case holders > 0:
+		pick.Outcome = OutcomeBusy
+	default:
+		pick.Outcome = OutcomeMiss
+	}
+	if !primary.holds {
+		p.idx.MarkLoading(out[0].Address, hint)
+	}
+	return pick, true
+}
+
+// addrHash is FNV-1a of a runner address.
+func addrHash(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
 }
 
 func (p *Picker) seed() uint64 {

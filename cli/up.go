@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"text/tabwriter"
 	"time"
 
 	"github.com/switchyard/switchyard/config"
@@ -91,12 +92,14 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "switchyard up: %d listener(s), %d pool(s), %d route(s) from %s\n",
 		len(st.Config.Listeners), len(st.Config.Pools), len(st.Config.Routes), st.Config.File)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	for _, r := range st.Runners {
-		fmt.Fprintf(stdout, "  simulated runner %-12s pool %-12s %s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
+		fmt.Fprintf(tw, "  simulated runner\t%s\tpool %s\t%s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
 	}
-	fmt.Fprintf(stdout, "  switchyard admin  %s  (runners: %s/v1/runners)\n", st.AdminURL, st.AdminURL)
-	fmt.Fprintf(stdout, "  envoy admin       %s  (pid %d)\n", st.EnvoyAdminURL, st.Envoy.Pid())
-	fmt.Fprintf(stdout, "  logs              %s\n", dir)
+	fmt.Fprintf(tw, "  switchyard admin\t%s\t(runners: %s/v1/runners)\t\n", st.AdminURL, st.AdminURL)
+	fmt.Fprintf(tw, "  envoy admin\t%s\t(pid %d)\t\n", st.EnvoyAdminURL, st.Envoy.Pid())
+	fmt.Fprintf(tw, "  logs\t%s\t\t\n", dir)
+	tw.Flush()
 	fmt.Fprintf(stdout, "ready: send requests to %s  (Ctrl-C stops everything)\n", st.EdgeURL)
 	waitErr := st.Wait(ctx)
 	fmt.Fprintln(stdout, "switchyard up: stopping")

@@ -30,6 +30,7 @@ const (
 const (
 	PolicySwitchyard = "switchyard" // fal's rule, plus remembering which runner is loading which hint
 	PolicyFal        = "fal"        // fal's rule as written: a non-busy runner with the hint, else any non-busy runner
+	PolicySoonest    = "soonest"    // experimental: the runner expected to finish first, waiting for a warm one when quicker than a load
 )
 
 // OnInvalidBody values.

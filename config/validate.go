@@ -166,9 +166,9 @@ func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
 	switch h.Policy {
 	case "":
 		h.Policy = PolicySwitchyard
-	case PolicySwitchyard, PolicyFal:
+	case PolicySwitchyard, PolicyFal, PolicySoonest:
 	default:
-		ps.at(path.key("policy"), "must be %q or %q, got %q", PolicySwitchyard, PolicyFal, h.Policy)
+		ps.at(path.key("policy"), "must be %q, %q or %q, got %q", PolicySwitchyard, PolicyFal, PolicySoonest, h.Policy)
 	}
 	if len(h.RequestHeaders) == 0 {
 		h.RequestHeaders = []string{DefaultRequestHeader}

@@ -5,11 +5,13 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/switchyard/switchyard/affinity"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/policy"
 	"github.com/switchyard/switchyard/registry"
@@ -40,6 +42,10 @@ type exchange struct {
 	req      policy.Request
 	decision *policy.Decision
 	acquired *registry.Runner
+	// decidedAt and primaryFree let a response teach the cost estimates:
+	// only requests that did not queue at their runner measure its costs.
+	decidedAt   time.Time
+	primaryFree bool
 }
 
 func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
@@ -78,7 +84,8 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	x.route = route
 	x.req = policy.Request{Headers: headerMap(h.GetHeaders())}
 	x.req.Method = x.req.Headers[":method"]
-	x.req.Path = x.req.Headers[":path"]
+	// Rules see the path without its query string, as routes match it.
+	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
 	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && route.NeedsBody() && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
 		x.s.o.Metrics.rejected.Inc()
 		return immediate(http.StatusRequestEntityTooLarge, "body_too_large",
@@ -126,9 +133,16 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 	}
 	x.decision = &d
 	x.s.o.Metrics.decisions.WithLabelValues(string(d.Outcome)).Inc()
+	if d.Queued {
+		x.s.o.Metrics.queued.Inc()
+	}
 	if len(d.Runners) > 0 {
 		x.acquired = d.Runners[0]
+		if p, ok := x.cfg.Pool(d.Target.Pool); ok {
+			x.primaryFree = x.acquired.InFlight() < int64(p.MaxConcurrency)
+		}
 		x.acquired.Acquire()
+		x.decidedAt = time.Now()
 	}
 	resp := wrap(&extprocv3.CommonResponse{
 		HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
@@ -190,6 +204,7 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		x.finish()
 	}
 	served := attribute(req, attrUpstreamAddress)
+	x.observeCost(served, h.GetHeaders())
 	hintsHeader := x.cfg.Hints.ResponseHeader
 	value, present := headerValue(h.GetHeaders(), hintsHeader)
 	if served != "" {
@@ -202,16 +217,29 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		return resp
 	}
 	d := x.decision
-	pool := d.Target.Pool
-	if served != "" {
-		pool = x.servingPool(served)
-		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderRunner, served))
+	// Only an answer from a runner names the pool and runner that served it;
+	// Envoy's own replies (no runner reachable) carry no upstream timing.
+	if served != "" && hasHeader(h.GetHeaders(), "x-envoy-upstream-service-time") {
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderPool, x.servingPool(served)), setHeader(HeaderRunner, served))
 	}
-	mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderPool, pool), setHeader(HeaderHint, string(d.Outcome)))
+	mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderHint, string(d.Outcome)))
 	if d.Variant != "" {
 		mut.SetHeaders = append(mut.SetHeaders, setHeader(HeaderVariant, d.Variant))
 	}
 	return resp
+}
+
+// observeCost feeds the pool's cost estimate with this request, when it
+// went to the runner chosen for it, which was free, and succeeded.
+func (x *exchange) observeCost(served string, hm *corev3.HeaderMap) {
+	d := x.decision
+	if x.s.o.Costs == nil || d == nil || d.Hint == "" || !x.primaryFree || len(d.Runners) == 0 || served != d.Runners[0].Address {
+		return
+	}
+	if status, _ := headerValue(hm, ":status"); !strings.HasPrefix(status, "2") {
+		return
+	}
+	x.s.o.Costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, time.Since(x.decidedAt))
 }
 
 // servingPool is the pool of the target whose runner served the request:

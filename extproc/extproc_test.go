@@ -186,7 +186,7 @@ func TestHeaderPhaseDecision(t *testing.T) {
 	if resp.GetModeOverride() != nil {
 		t.Error("a headers-only route asked for the body")
 	}
-	set, removed := responseMutation(s.exchange(responseHeaders("10.0.1.1:80", "x-fal-runner-hints", "flux", "content-length", "2")))
+	set, removed := responseMutation(s.exchange(responseHeaders("10.0.1.1:80", "x-fal-runner-hints", "flux", "content-length", "2", "x-envoy-upstream-service-time", "3")))
 	want := map[string]string{"x-switchyard-pool": "big", "x-switchyard-runner": "10.0.1.1:80", "x-switchyard-hint": "none"}
 	for k, v := range want {
 		if set[k] != v {
@@ -300,6 +300,24 @@ func TestInFlightReleased(t *testing.T) {
 	if inflight() != 0 {
 		t.Errorf("in flight after a cancelled request = %d, want 0", inflight())
 	}
+}
+
+// Envoy's own reply (every runner unreachable) names no pool or runner.
+func TestLocalReplyNamesNoRunner(t *testing.T) {
+	f := newFixture(t, testConfig)
+	s := f.open()
+	s.exchange(requestHeaders("headers-only", "/h", true))
+	set, _ := responseMutation(s.exchange(responseHeaders("10.0.0.1:80", ":status", "503")))
+	if _, ok := set["x-switchyard-pool"]; ok {
+		t.Errorf("a local reply named a pool: %v", set)
+	}
+	if _, ok := set["x-switchyard-runner"]; ok {
+		t.Errorf("a local reply named a runner: %v", set)
+	}
+	if set["x-switchyard-hint"] != "none" {
+		t.Errorf("hint outcome missing on a local reply: %v", set)
+	}
+	s.close()
 }
 
 func TestDecisionHeadersCanBeTurnedOff(t *testing.T) {

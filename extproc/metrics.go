@@ -7,6 +7,7 @@ type Metrics struct {
 	decisions *prometheus.CounterVec
 	rejected  prometheus.Counter
 	undecided prometheus.Counter
+	queued    prometheus.Counter
 }
 
 // NewMetrics registers the ext_proc metrics on reg.
@@ -25,7 +26,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Requests on no known route, left to Envoy's route defaults.",
 		}),
 	}
-	reg.MustRegister(m.decisions, m.rejected, m.undecided)
+	m.queued = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "switchyard_queued_decisions_total",
+		Help: "Decisions that chose a busy runner holding the hint, expecting it to free up before a model load elsewhere.",
+	})
+	reg.MustRegister(m.decisions, m.rejected, m.undecided, m.queued)
 	for _, o := range []string{"hit", "miss", "busy", "none"} {
 		m.decisions.WithLabelValues(o)
 	}

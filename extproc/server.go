@@ -9,6 +9,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -30,6 +31,11 @@ type HintReporter interface {
 	Report(addr, header string, present bool)
 }
 
+// CostObserver learns how long requests take, hits and misses apart.
+type CostObserver interface {
+	Observe(pool string, hit bool, d time.Duration)
+}
+
 // RunnerLookup finds a registered runner.
 type RunnerLookup interface {
 	Runner(pool, address string) (*registry.Runner, bool)
@@ -41,6 +47,7 @@ type Options struct {
 	Decider Decider
 	Hints   HintReporter
 	Runners RunnerLookup
+	Costs   CostObserver // optional
 	Log     *slog.Logger
 	Metrics *Metrics
 }

@@ -25,7 +25,12 @@ type Runners interface {
 
 // Picker orders a pool's runners for a request with a hint.
 type Picker interface {
-	Pick(runners []*registry.Runner, maxConcurrency int, hint string) affinity.Pick
+	PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost affinity.Cost) affinity.Pick
+}
+
+// CostSource gives a pool's learnt request costs.
+type CostSource interface {
+	Get(pool string) affinity.Cost
 }
 
 // Request is what the policy sees of an HTTP request.
@@ -46,6 +51,9 @@ type Decision struct {
 	Variant string        // the split variant chosen, "" without a split
 	Hint    string        // "" without a (valid) hint
 	Outcome affinity.Outcome
+	// Queued says the primary was busy when chosen (it holds the model and
+	// is expected to free up before a load elsewhere would finish).
+	Queued bool
 	// Runners are the chosen pool's runners for this request, best first.
 	Runners []*registry.Runner
 	// Fallbacks holds one runner per fallback pool, in order; nil for a
@@ -57,6 +65,7 @@ type Decision struct {
 type Engine struct {
 	runners Runners
 	pickers map[string]Picker // by hint policy
+	costs   CostSource
 }
 
 // Options configure an Engine.
@@ -64,10 +73,13 @@ type Options struct {
 	Runners Runners
 	// Pickers by hint policy (config.PolicyFal, config.PolicySwitchyard).
 	Pickers map[string]Picker
+	// Costs, when set, lets a picker weigh waiting for a warm runner
+	// against a model load.
+	Costs CostSource
 }
 
 func New(o Options) *Engine {
-	return &Engine{runners: o.Runners, pickers: o.Pickers}
+	return &Engine{runners: o.Runners, pickers: o.Pickers, costs: o.Costs}
 }
 
 // Decide picks the target and runners for req on route.
@@ -95,8 +107,8 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	picker := e.pickers[cfg.Hints.Policy]
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBSwitchyard {
-		pick := picker.Pick(e.runners.Active(pool), p.MaxConcurrency, d.Hint)
-		d.Runners, d.Outcome = pick.Runners, pick.Outcome
+		pick := picker.PickCost(e.runners.Active(pool), p.MaxConcurrency, d.Hint, e.cost(pool))
+		d.Runners, d.Outcome, d.Queued = pick.Runners, pick.Outcome, pick.Queued
 	}
 	if d.Hint == "" {
 		d.Outcome = affinity.OutcomeNone
@@ -104,13 +116,20 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	for _, f := range rule.Fallback {
 		var best *registry.Runner
 		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBSwitchyard {
-			if pick := picker.Pick(e.runners.Active(f), p.MaxConcurrency, d.Hint); len(pick.Runners) > 0 {
+			if pick := picker.PickCost(e.runners.Active(f), p.MaxConcurrency, d.Hint, e.cost(f)); len(pick.Runners) > 0 {
 				best = pick.Runners[0]
 			}
 		}
 		d.Fallbacks = append(d.Fallbacks, best)
 	}
 	return d, nil
+}
+
+func (e *Engine) cost(pool string) affinity.Cost {
+	if e.costs == nil {
+		return affinity.Cost{}
+	}
+	return e.costs.Get(pool)
 }
 
 // activation is what expressions see. A body that was not read, or is not

@@ -92,11 +92,14 @@ func Run(ctx context.Context, o Options) error {
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 	)
 	acks := xds.Register(ctx, g, pub, log, m)
+	costs := affinity.NewCosts()
 	engine := policy.New(policy.Options{
 		Runners: runners,
+		Costs:   costs,
 		Pickers: map[string]policy.Picker{
 			config.PolicyFal:        affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeFal}),
 			config.PolicySwitchyard: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSwitchyard}),
+			config.PolicySoonest:    affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
 		},
 	})
 	extproc.Register(g, extproc.Options{
@@ -104,6 +107,7 @@ func Run(ctx context.Context, o Options) error {
 		Decider: engine,
 		Hints:   hints,
 		Runners: runners,
+		Costs:   costs,
 		Log:     log,
 		Metrics: extproc.NewMetrics(reg),
 	})
@@ -111,9 +115,11 @@ func Run(ctx context.Context, o Options) error {
 	httpSrv := &http.Server{
 		Handler: admin.Handler(admin.Options{
 			Runners:  runners,
+			Hints:    hints.Hints,
 			Config:   current.Load,
 			Ready:    func() bool { return isClosed(pub.Ready()) },
 			XDS:      func() any { return map[string]any{"published": pub.Versions(), "acked": acks.Versions()} },
+			Costs:    func() any { return costs.Snapshot() },
 			Gatherer: reg,
 			Log:      log,
 		}),

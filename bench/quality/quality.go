@@ -13,8 +13,10 @@ import (
 	"math"
 	"math/rand"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -41,7 +43,8 @@ var Policies = []Policy{
 	{Name: "Envoy ring_hash on the hint", LoadBalancer: config.LBRingHash},
 	{Name: "Envoy maglev, bounded load 150", LoadBalancer: config.LBMaglev, HashBalanceFactor: 150},
 	{Name: "fal's rule", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicyFal},
-	{Name: "switchyard", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySwitchyard},
+	{Name: "switchyard (default)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySwitchyard},
+	{Name: "switchyard soonest (experimental)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySoonest},
 }
 
 // Options shape the workload. Times are scaled down from real GPUs
@@ -71,15 +74,15 @@ func (o *Options) Defaults(smoke bool) {
 		}
 	}
 	def(&o.Pools, 2)
-	def(&o.RunnersPerPool, 3)
-	def(&o.Slots, 2)
-	def(&o.Models, 10)
+	def(&o.RunnersPerPool, 4)
+	def(&o.Slots, 3)
+	def(&o.Models, 8)
 	def(&o.MaxConcurrency, 1)
 	if o.ZipfS == 0 {
 		o.ZipfS = 1.1
 	}
 	if o.LoadTime == 0 {
-		o.LoadTime = time.Second
+		o.LoadTime = 400 * time.Millisecond
 	}
 	if o.InferTime == 0 {
 		o.InferTime = 100 * time.Millisecond
@@ -109,6 +112,9 @@ func (o *Options) Defaults(smoke bool) {
 	}
 }
 
+// Timeout is how long a client waits for an answer.
+func (o Options) Timeout() time.Duration { return 10 * o.LoadTime }
+
 // Capacity is the request rate the runners serve when every request finds
 // its model loaded.
 func (o Options) Capacity() float64 {
@@ -126,6 +132,7 @@ type Run struct {
 	Misses     int64   `json:"misses"`
 	ColdLoads  int64   `json:"cold_loads"`
 	Evictions  int64   `json:"evictions"`
+	Queued     int64   `json:"queued_decisions"`
 	HitRate    float64 `json:"hit_rate"`
 	Ceiling    float64 `json:"ceiling"`
 	P50        float64 `json:"p50_ms"`
@@ -191,7 +198,7 @@ func RunAll(ctx context.Context, o Options) (*Result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s at %.0f%%: %w", p.Name, 100*load, err)
 			}
-			fmt.Fprintf(o.Log, " hit rate %.1f%%, p99 %.0f ms\n", 100*run.HitRate, run.P99)
+			fmt.Fprintf(o.Log, " hit rate %.1f%%, p99 %.0f ms, %d/%d ok, %d cold loads, %d queued\n", 100*run.HitRate, run.P99, run.OK, run.Requests, run.ColdLoads, run.Queued)
 			res.Runs = append(res.Runs, *run)
 		}
 	}
@@ -235,11 +242,14 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []reques
 		return nil
 	}
 	pacer := replay{seq: seq, rate: load * o.Capacity()}
-	atk := vegeta.NewAttacker(vegeta.Timeout(2*time.Minute), vegeta.KeepAlive(true), vegeta.Connections(10000))
+	// Clients give up after ten model loads: an overloaded policy shows as
+	// failed requests and a capped p99, and a run ends soon after its last
+	// arrival.
+	atk := vegeta.NewAttacker(vegeta.Timeout(o.Timeout()), vegeta.KeepAlive(true), vegeta.Connections(10000))
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
 	var m vegeta.Metrics
-	for r := range atk.Attack(targeter, pacer, o.Duration+time.Minute, p.Name) {
+	for r := range atk.Attack(targeter, pacer, o.Duration+o.Timeout(), p.Name) {
 		m.Add(r)
 	}
 	m.Close()
@@ -253,6 +263,10 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []reques
 		run.ColdLoads += s.ColdLoads
 		run.Evictions += s.Evictions
 	}
+	run.Queued = int64(metric(st.AdminURL, "switchyard_queued_decisions_total"))
+	if Inspect != nil {
+		Inspect(st.AdminURL)
+	}
 	if n := run.Hits + run.Misses; n > 0 {
 		run.HitRate = float64(run.Hits) / float64(n)
 	}
@@ -260,6 +274,26 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []reques
 	run.P50, run.P95, run.P99 = ms(m.Latencies.P50), ms(m.Latencies.P95), ms(m.Latencies.P99)
 	run.Throughput = m.Throughput
 	return run, nil
+}
+
+// Inspect, when set, is called with switchyard's admin URL at the end of each run.
+var Inspect func(adminURL string)
+
+// metric reads one unlabelled sample from switchyard's /metrics; 0 when absent.
+func metric(adminURL, name string) float64 {
+	resp, err := http.Get(adminURL + "/metrics")
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f
+		}
+	}
+	return 0
 }
 
 // replay is a vegeta pacer that replays the pre-generated arrival times.

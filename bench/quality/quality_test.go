@@ -1,0 +1,41 @@
+package quality_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/bench/quality"
+	"github.com/switchyard/switchyard/envoy"
+)
+
+// A smoke run: two policies through the real Envoy, a few seconds each.
+func TestSmoke(t *testing.T) {
+	if _, err := envoy.Find(); err != nil {
+		t.Fatalf("the routing-quality benchmark needs the real Envoy: %v", err)
+	}
+	o := quality.Options{
+		Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond, Loads: []float64{0.3},
+		Policies: []quality.Policy{quality.Policies[2], quality.Policies[5]},
+	}
+	o.Defaults(true)
+	res, err := quality.RunAll(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res.Runs) != 2 {
+		t.Fatalf("%d runs, want 2", len(res.Runs))
+	}
+	for _, r := range res.Runs {
+		if r.Requests == 0 || r.OK == 0 || r.Hits+r.Misses == 0 || r.ColdLoads == 0 || r.P50 <= 0 || r.Ceiling <= 0 || r.Ceiling >= 1 {
+			t.Errorf("%s: incomplete run %+v", r.Policy, r)
+		}
+		if r.Hits+r.Misses > int64(r.Requests) {
+			t.Errorf("%s: runners counted %d hinted requests of %d sent", r.Policy, r.Hits+r.Misses, r.Requests)
+		}
+	}
+	if md := res.Markdown(); !strings.Contains(md, "| switchyard (default) |") {
+		t.Errorf("markdown lacks the switchyard row:\n%s", md)
+	}
+}
