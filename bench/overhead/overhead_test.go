@@ -1,0 +1,90 @@
+package overhead
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestSmoke runs the whole benchmark briefly: every setup must start and
+// answer. It fails, never skips, when Envoy or the Python router's
+// dependencies are missing. The numbers themselves are not judged: timed
+// assertions have no place in tests.
+func TestSmoke(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	r, err := Run(ctx, Options{Smoke: true, Log: &log})
+	if err != nil {
+		t.Fatalf("Run: %v\n%s", err, log.String())
+	}
+	t.Logf("\n%s", log.String())
+
+	if len(r.Setups) != len(plan) {
+		t.Fatalf("got %d setups, want %d", len(r.Setups), len(plan))
+	}
+	for i, s := range r.Setups {
+		if want := plan[i].path + "/" + plan[i].payload; s.Name != want {
+			t.Errorf("setup %d is %s, want %s", i, s.Name, want)
+		}
+		if len(s.Rates) != len(r.Rates) || len(s.Rates) == 0 {
+			t.Fatalf("%s: %d rate results for rates %v", s.Name, len(s.Rates), r.Rates)
+		}
+		for _, rr := range s.Rates {
+			if rr.Skipped != "" {
+				t.Errorf("%s at %d req/s: skipped: %s", s.Name, rr.Rate, rr.Skipped)
+				continue
+			}
+			// A second at the rate, give or take the pacer's start.
+			if want := uint64(float64(rr.Rate) * r.DurationSeconds * 0.8); rr.Requests < want {
+				t.Errorf("%s at %d req/s: %d requests, want at least %d", s.Name, rr.Rate, rr.Requests, want)
+			}
+			if rr.Success < 0.99 {
+				t.Errorf("%s at %d req/s: success %.4f, want ~1; errors: %v", s.Name, rr.Rate, rr.Success, rr.Errors)
+			}
+			if !(0 < rr.P50Ms && rr.P50Ms <= rr.P90Ms && rr.P90Ms <= rr.P99Ms && rr.P99Ms <= rr.MaxMs) {
+				t.Errorf("%s at %d req/s: latencies not positive and ordered: p50 %v p90 %v p99 %v max %v",
+					s.Name, rr.Rate, rr.P50Ms, rr.P90Ms, rr.P99Ms, rr.MaxMs)
+			}
+			if len(rr.Rounds) != r.Rounds {
+				t.Errorf("%s at %d req/s: %d rounds recorded, want %d", s.Name, rr.Rate, len(rr.Rounds), r.Rounds)
+			}
+			var counted uint64
+			for _, b := range rr.Histogram {
+				counted += b.Count
+			}
+			if counted != rr.Requests {
+				t.Errorf("%s at %d req/s: histogram holds %d requests, want %d", s.Name, rr.Rate, counted, rr.Requests)
+			}
+			hasDirect := rr.AddedVsDirect != nil
+			hasEnvoy := rr.AddedVsEnvoy != nil
+			if wantDirect, wantEnvoy := s.Path != PathDirect, s.Path != PathDirect && s.Path != PathEnvoy; hasDirect != wantDirect || hasEnvoy != wantEnvoy {
+				t.Errorf("%s: added vs direct %v (want %v), vs envoy %v (want %v)", s.Name, hasDirect, wantDirect, hasEnvoy, wantEnvoy)
+			}
+		}
+	}
+	if len(r.Targets) != 4 {
+		t.Errorf("got %d targets, want 4", len(r.Targets))
+	}
+	for _, tg := range r.Targets {
+		if tg.Met == nil {
+			t.Errorf("target %q was not measured", tg.Name)
+		}
+	}
+	if r.EnvoyVersion == "" || r.PythonVersion == "" {
+		t.Errorf("versions not recorded: envoy %q, python %q", r.EnvoyVersion, r.PythonVersion)
+	}
+
+	if _, err := json.Marshal(r); err != nil {
+		t.Errorf("marshal: %v", err)
+	}
+	md := r.Markdown()
+	for _, want := range []string{"## Edge overhead", "switchyard", "python-router", "Highest rate held", "Targets"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("Markdown lacks %q", want)
+		}
+	}
+	t.Logf("\n%s", md)
+}
