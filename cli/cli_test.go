@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/cli"
+	"github.com/switchyard/switchyard/internal/netutil"
 )
 
 func write(t *testing.T, content string) string {
@@ -72,12 +72,11 @@ func TestServeRefusesInvalidConfig(t *testing.T) {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return fmt.Sprintf("127.0.0.1:%d", p)
 }
 
 func TestServeRunsUntilCancelled(t *testing.T) {

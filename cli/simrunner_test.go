@@ -9,9 +9,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/syncio"
 )
 
 // simAdminCall is one request the fake admin API received.
@@ -69,7 +70,7 @@ func runSimRunnerLog(t *testing.T, ctx context.Context, args ...string) (string,
 	done := make(chan error, 1)
 	stderr := &strings.Builder{}
 	go func() {
-		err := simRunner(ctx, args, pw, &simSyncWriter{w: stderr})
+		err := simRunner(ctx, args, pw, &syncio.Writer{W: stderr})
 		pw.CloseWithError(io.EOF)
 		done <- err
 	}()
@@ -217,16 +218,4 @@ func TestSimRunnerBadFlags(t *testing.T) {
 			}
 		})
 	}
-}
-
-// simSyncWriter lets the runner's log and the test share a writer.
-type simSyncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *simSyncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }

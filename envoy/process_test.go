@@ -26,6 +26,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/syncio"
 )
 
 // envoyBin returns the Envoy binary or fails the test: the real-Envoy tests
@@ -96,7 +97,7 @@ func TestStartReadyStatsStop(t *testing.T) {
 	p, err := envoy.Start(context.Background(), envoy.StartOptions{
 		Binary:    bin,
 		Bootstrap: envoy.BootstrapOptions{XDSAddress: xds},
-		Log:       &syncWriter{w: &out},
+		Log:       &syncio.Writer{W: &out},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/syncio"
 )
 
 // `make demo` in a short mode: the demo config on free ports, 3 seconds of
@@ -32,7 +34,7 @@ func TestDemoShort(t *testing.T) {
 	}
 	cmd := exec.Command(switchyardBin, "demo", "--config", path, "--duration", "3s", "--rate", "20",
 		"--sim-load-time", "100ms", "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs"))
-	var out lockedBuffer
+	var out syncio.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
 	if err := cmd.Run(); err != nil {

@@ -1,12 +1,10 @@
 package integration
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -19,6 +17,8 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/netutil"
+	"github.com/switchyard/switchyard/internal/syncio"
 )
 
 // switchyardBin is built once by TestMain from this checkout.
@@ -45,30 +45,11 @@ func TestMain(m *testing.M) {
 // freePort returns a loopback port nothing listens on right now.
 func freePort(t *testing.T) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netutil.FreePort()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-// lockedBuffer collects a process's output for dumping on failure.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
+	return p
 }
 
 // Stack is one Envoy and one switchyard wired together.
@@ -84,7 +65,7 @@ type Stack struct {
 	mu       sync.Mutex
 	sw       *exec.Cmd
 	swDone   chan struct{}
-	swLog    *lockedBuffer
+	swLog    *syncio.Buffer
 	restarts int
 }
 
@@ -100,7 +81,7 @@ type StackConfig struct {
 // until a request through Envoy reaches a runner.
 func NewStack(t *testing.T, sc StackConfig) *Stack {
 	t.Helper()
-	s := &Stack{t: t, Dir: t.TempDir(), swLog: &lockedBuffer{}}
+	s := &Stack{t: t, Dir: t.TempDir(), swLog: &syncio.Buffer{}}
 	edgePort := freePort(t)
 	s.GRPCAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
 	adminAddr := "127.0.0.1:" + strconv.Itoa(freePort(t))

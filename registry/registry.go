@@ -182,16 +182,13 @@ func (r *Registry) ApplyConfig(cfg *config.Config) {
 // Register adds a runner or renews its heartbeat. ttl 0 means no expiry.
 // A draining runner that registers again is active again.
 func (r *Registry) Register(pool, address string, ttl time.Duration) (Info, error) {
-	addr, err := config.ParseRunnerAddress(address)
-	if err != nil {
-		return Info{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.pools[pool] {
-		return Info{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	k, err := r.keyLocked(pool, address)
+	if err != nil {
+		return Info{}, err
 	}
-	k := key{pool, addr}
+	addr := k.addr
 	rn, ok := r.runners[k]
 	changed := !ok || rn.state != Active
 	if !ok {
@@ -230,24 +227,33 @@ func (r *Registry) wakeExpiry() {
 // Deregister starts draining a runner: it gets no new requests and is
 // removed once its in-flight requests finish or the drain timeout passes.
 func (r *Registry) Deregister(pool, address string) (Info, error) {
-	addr, err := config.ParseRunnerAddress(address)
-	if err != nil {
-		return Info{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
-	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if !r.pools[pool] {
-		return Info{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	k, err := r.keyLocked(pool, address)
+	if err != nil {
+		return Info{}, err
 	}
-	rn, ok := r.runners[key{pool, addr}]
+	rn, ok := r.runners[k]
 	if !ok {
-		return Info{}, fmt.Errorf("%w %s in pool %q", ErrUnknownRunner, addr, pool)
+		return Info{}, fmt.Errorf("%w %s in pool %q", ErrUnknownRunner, k.addr, pool)
 	}
 	if rn.state == Active {
 		r.drain(rn, r.now())
 		r.notify()
 	}
 	return r.info(rn), nil
+}
+
+// keyLocked checks an API runner reference: a valid address in a known pool.
+func (r *Registry) keyLocked(pool, address string) (key, error) {
+	addr, err := config.ParseRunnerAddress(address)
+	if err != nil {
+		return key{}, fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	if !r.pools[pool] {
+		return key{}, fmt.Errorf("%w %q", ErrUnknownPool, pool)
+	}
+	return key{pool, addr}, nil
 }
 
 func (r *Registry) drain(rn *Runner, now time.Time) {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"strconv"
 	"sync"
 	"time"
@@ -67,11 +68,7 @@ func (p *Publisher) Ready() <-chan struct{} { return p.ready }
 func (p *Publisher) Versions() map[string]string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	out := make(map[string]string, len(p.versions))
-	for t, v := range p.versions {
-		out[t] = v
-	}
-	return out
+	return maps.Clone(p.versions)
 }
 
 // Publish validates res and makes it the served snapshot. On error the last

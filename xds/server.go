@@ -3,6 +3,7 @@ package xds
 import (
 	"context"
 	"log/slog"
+	"maps"
 	"sync"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
@@ -66,9 +67,5 @@ func (a *Acks) record(typ, version string) {
 func (a *Acks) Versions() map[string]string {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	out := make(map[string]string, len(a.acked))
-	for k, v := range a.acked {
-		out[k] = v
-	}
-	return out
+	return maps.Clone(a.acked)
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/netutil"
 	"github.com/switchyard/switchyard/simrunner"
 	"github.com/switchyard/switchyard/stack"
 )
@@ -106,7 +107,7 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 		return nil, err
 	}
 	if spec.Listen == "" {
-		port, err := freePort()
+		port, err := netutil.FreePort()
 		if err != nil {
 			return nil, err
 		}

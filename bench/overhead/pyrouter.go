@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/netutil"
 )
 
 //go:embed routerapp/app.py
@@ -77,7 +79,7 @@ func startPyRouter(ctx context.Context, small, large string) (*pyRouter, error) 
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	port, err := freePort()
+	port, err := netutil.FreePort()
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/netutil"
 	"github.com/switchyard/switchyard/simrunner"
 )
 
@@ -145,7 +146,7 @@ func startEnv(ctx context.Context) (_ *env, err error) {
 	}
 	var ports [3]int
 	for i := range ports {
-		if ports[i], err = freePort(); err != nil {
+		if ports[i], err = netutil.FreePort(); err != nil {
 			return nil, err
 		}
 	}

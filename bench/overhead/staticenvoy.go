@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/netutil"
 )
 
 //go:embed envoy-static.yaml
@@ -43,7 +44,7 @@ func startStaticEnvoy(ctx context.Context, runnerAddr string) (*staticEnvoy, err
 	if err != nil {
 		return nil, err
 	}
-	listen, err := freePort()
+	listen, err := netutil.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -127,14 +128,4 @@ func waitListening(ctx context.Context, addr string) error {
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
-}
-
-// freePort returns a loopback port nothing listens on right now.
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

@@ -12,7 +12,6 @@ import (
 	"io"
 	"math"
 	"math/rand"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -24,6 +23,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/netutil"
 	"github.com/switchyard/switchyard/simrunner"
 	"github.com/switchyard/switchyard/stack"
 )
@@ -340,12 +340,11 @@ func configFor(o Options, p Policy) string {
 }
 
 func freePort() int {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := netutil.FreePort()
 	if err != nil {
-		panic(err)
+		panic(err) // loopback always has free ports
 	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return p
 }
 
 // Markdown renders the results as tables, one per load.
