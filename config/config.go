@@ -28,8 +28,10 @@ const (
 
 // Hint policies.
 const (
-	PolicySwitchyard = "switchyard" // fal's rule, plus remembering which runner is loading which hint
+	// PolicyFal is the default: the routing-quality benchmark has not shown
+	// either refinement better at every load (BENCHMARKS.md).
 	PolicyFal        = "fal"        // fal's rule as written: a non-busy runner with the hint, else any non-busy runner
+	PolicySwitchyard = "switchyard" // fal's rule, plus remembering which runner is loading which hint
 	PolicySoonest    = "soonest"    // experimental: the runner expected to finish first, waiting for a warm one when quicker than a load
 )
 

@@ -74,7 +74,7 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if !cfg.Responses.DecisionHeaders || cfg.Responses.RunnerHints {
 		t.Errorf("responses defaults: %+v", cfg.Responses)
 	}
-	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints", Policy: "switchyard"}, cfg.Hints); diff != "" {
+	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints", Policy: "fal"}, cfg.Hints); diff != "" {
 		t.Errorf("hints (-want +got):\n%s", diff)
 	}
 	if cfg.Routes[0].Timeout.Std() != 90*time.Second {

@@ -165,7 +165,7 @@ func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
 	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader, Policy: in.Policy}
 	switch h.Policy {
 	case "":
-		h.Policy = PolicySwitchyard
+		h.Policy = PolicyFal
 	case PolicySwitchyard, PolicyFal, PolicySoonest:
 	default:
 		ps.at(path.key("policy"), "must be %q, %q or %q, got %q", PolicySwitchyard, PolicyFal, PolicySoonest, h.Policy)

@@ -35,7 +35,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: runners counted %d hinted requests of %d sent", r.Policy, r.Hits+r.Misses, r.Requests)
 		}
 	}
-	if md := res.Markdown(); !strings.Contains(md, "| switchyard (default) |") {
+	if md := res.Markdown(); !strings.Contains(md, "| switchyard, fal's rule (default) |") {
 		t.Errorf("markdown lacks the switchyard row:\n%s", md)
 	}
 }
