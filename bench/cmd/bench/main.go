@@ -88,7 +88,15 @@ func main() {
 	only := flag.String("suites", "quality,overhead,controlplane,decision", "suites to run, comma-separated")
 	out := flag.String("out", "bench/results", "directory of the JSON results")
 	md := flag.String("md", "BENCHMARKS.md", "the Markdown report, rendered from every JSON result in -out")
+	renderOnly := flag.Bool("render", false, "only render the Markdown report from the JSON results")
 	flag.Parse()
+	if *renderOnly {
+		if err := render(*out, *md); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, *smoke, strings.Split(*only, ","), *out, *md); err != nil {
@@ -172,7 +180,12 @@ func render(dir, md string) error {
 			b.WriteString(" **Smoke run: too short to quote.**")
 		}
 		b.WriteString("\n\n")
-		b.WriteString(strings.TrimSpace(r.Markdown))
+		// A suite's own top heading repeats this section's.
+		text := strings.TrimSpace(r.Markdown)
+		if strings.HasPrefix(text, "## ") {
+			_, text, _ = strings.Cut(text, "\n")
+		}
+		b.WriteString(strings.TrimSpace(text))
 		b.WriteString("\n\n")
 	}
 	return os.WriteFile(md, []byte(b.String()), 0o644)
