@@ -17,7 +17,7 @@ func TestSmoke(t *testing.T) {
 	}
 	o := quality.Options{
 		Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond, Loads: []float64{0.3},
-		Policies: []quality.Policy{quality.Policies[2], quality.Policies[5]},
+		Policies: []quality.Policy{quality.Policies[2], quality.Policies[4]},
 	}
 	o.Defaults(true)
 	res, err := quality.RunAll(context.Background(), o)
