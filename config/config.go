@@ -122,6 +122,8 @@ type Route struct {
 	OnInvalidBody string   `json:"on_invalid_body"`
 	Timeout       Duration `json:"timeout"`
 	Rules         []Rule   `json:"rules"`
+
+	needsBody bool
 }
 
 type Match struct {
@@ -224,18 +226,27 @@ func (r *Route) Targets() []Target {
 	return out
 }
 
-// NeedsBody says whether any expression of the route reads the body.
-func (r *Route) NeedsBody() bool {
-	uses := func(e *Expr) bool { return e != nil && e.UsesBody }
-	if uses(r.HintFrom) {
-		return true
-	}
-	for _, rule := range r.Rules {
-		if uses(rule.When) || rule.Split != nil && uses(rule.Split.StickyKey) {
-			return true
+// NeedsBody says whether any expression of the route reads the body. It is
+// worked out once, when the config is loaded: the request path asks it.
+func (r *Route) NeedsBody() bool { return r.needsBody }
+
+// Exprs lists the route's expressions: hint_from, the rules' when, the
+// splits' sticky keys.
+func (r *Route) Exprs() []*Expr {
+	var out []*Expr
+	add := func(e *Expr) {
+		if e != nil {
+			out = append(out, e)
 		}
 	}
-	return false
+	add(r.HintFrom)
+	for _, rule := range r.Rules {
+		add(rule.When)
+		if rule.Split != nil {
+			add(rule.Split.StickyKey)
+		}
+	}
+	return out
 }
 
 // Route returns the named route.

@@ -302,6 +302,9 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 				break
 			}
 		}
+		for _, e := range route.Exprs() {
+			route.needsBody = route.needsBody || e.UsesBody
+		}
 		out = append(out, route)
 	}
 	return out

@@ -86,19 +86,20 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	x.req.Method = x.req.Headers[":method"]
 	// Rules see the path without its query string, as routes match it.
 	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
-	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && route.NeedsBody() && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
+	needsBody := route.NeedsBody()
+	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && needsBody && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
 		x.s.o.Metrics.rejected.Inc()
 		return immediate(http.StatusRequestEntityTooLarge, "body_too_large",
 			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
 	}
-	if route.NeedsBody() && !h.GetEndOfStream() {
+	if needsBody && !h.GetEndOfStream() {
 		// Ask for the whole body; the decision is made when it arrives.
 		return &extprocv3.ProcessingResponse{
 			Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 			ModeOverride: &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED},
 		}
 	}
-	if route.NeedsBody() {
+	if needsBody {
 		x.req.BodyErr = errNoBody
 	}
 	return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {

@@ -33,18 +33,9 @@ func (c *fieldCache) get(cfg *config.Config, route *config.Route) *bodyfields.Fi
 func compileRoute(r *config.Route) *bodyfields.Fields {
 	var paths [][]string
 	whole := false
-	add := func(e *config.Expr) {
-		if e != nil {
-			paths = append(paths, e.BodyPaths...)
-			whole = whole || e.WholeBody
-		}
-	}
-	add(r.HintFrom)
-	for _, rule := range r.Rules {
-		add(rule.When)
-		if rule.Split != nil {
-			add(rule.Split.StickyKey)
-		}
+	for _, e := range r.Exprs() {
+		paths = append(paths, e.BodyPaths...)
+		whole = whole || e.WholeBody
 	}
 	return bodyfields.Compile(paths, whole)
 }

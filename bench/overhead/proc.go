@@ -2,6 +2,7 @@ package overhead
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -96,4 +97,24 @@ func (b *tailBuffer) tail(n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return strings.Join(lines, "\n")
+}
+
+// waitReady polls ready every interval until it says yes, the process
+// exits, or timeout passes (the error then says what was awaited).
+func (p *proc) waitReady(ctx context.Context, timeout, interval time.Duration, what string, ready func() bool) error {
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		if ok, err := p.exited(); ok {
+			return fmt.Errorf("exited during start-up: %v", err)
+		}
+		if ready() {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%s within %s", what, timeout)
+		case <-time.After(interval):
+		}
+	}
 }

@@ -3,7 +3,6 @@ package overhead
 import (
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -100,26 +99,15 @@ func startPyRouter(ctx context.Context, small, large string) (*pyRouter, error) 
 }
 
 func (r *pyRouter) waitReady(ctx context.Context) error {
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	for {
-		if ok, err := r.exited(); ok {
-			return fmt.Errorf("exited during start-up: %v", err)
-		}
+	return r.proc.waitReady(ctx, 30*time.Second, 50*time.Millisecond, "not serving /healthz", func() bool {
 		resp, err := client.Get(r.url + "/healthz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
+		if err != nil {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return errors.New("not serving /healthz within 30s")
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
 }
 
 func (r *pyRouter) stop() {

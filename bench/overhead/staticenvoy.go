@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -86,28 +85,23 @@ func startStaticEnvoy(ctx context.Context, runnerAddr string) (*staticEnvoy, err
 
 // waitReady waits for admin /ready and for the listener to accept.
 func (e *staticEnvoy) waitReady(ctx context.Context, addrPath string) error {
-	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
-	defer cancel()
 	client := &http.Client{Timeout: time.Second}
-	for {
-		if ok, err := e.exited(); ok {
-			return fmt.Errorf("exited during start-up: %v", err)
+	err := e.proc.waitReady(ctx, 20*time.Second, 25*time.Millisecond, "not ready", func() bool {
+		b, err := os.ReadFile(addrPath)
+		if err != nil || len(bytes.TrimSpace(b)) == 0 {
+			return false
 		}
-		if b, err := os.ReadFile(addrPath); err == nil && len(bytes.TrimSpace(b)) > 0 {
-			resp, err := client.Get("http://" + strings.TrimSpace(string(b)) + "/ready")
-			if err == nil {
-				resp.Body.Close()
-				if resp.StatusCode == http.StatusOK {
-					return waitListening(ctx, strings.TrimPrefix(e.url, "http://"))
-				}
-			}
+		resp, err := client.Get("http://" + strings.TrimSpace(string(b)) + "/ready")
+		if err != nil {
+			return false
 		}
-		select {
-		case <-ctx.Done():
-			return errors.New("not ready within 20s")
-		case <-time.After(25 * time.Millisecond):
-		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	if err != nil {
+		return err
 	}
+	return waitListening(ctx, strings.TrimPrefix(e.url, "http://"))
 }
 
 func (e *staticEnvoy) stop() {
