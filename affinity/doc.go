@@ -9,14 +9,14 @@
 //   - Index remembers each runner's current hints, bounded in memory by
 //     LRU caps on distinct hints, hints per runner and runners tracked, so
 //     no client or runner can grow it without bound.
-//   - Picker ranks a pool's runners for one request, following fal's rule
-//     (a non-busy runner holding the hint, else any non-busy runner, never
-//     waiting), with Switchyard's change selectable by Mode: the runner a
-//     miss is sent to is remembered as loading the hint, so a burst for a
-//     new model lands on one runner instead of cold-loading everywhere.
+//   - Picker ranks a pool's runners for one request. ModeSoonest (the
+//     default policy) picks the runner expected to finish the request
+//     first, from the work it has sent each runner (Begin, Job.Done) and
+//     what each runner will hold when the request runs; ModeFal follows
+//     fal's rule (a non-busy runner holding the hint, else any non-busy
+//     runner, never waiting); ModeSwitchyard adds loading marks to it.
 //
-// The package is plain Go: it knows nothing of gRPC, HTTP or Envoy, and it
-// does not change runners' in-flight counts (the caller Acquires the runner
-// it dispatches to and Releases it when the response ends). It reads the
-// registry's runners but never modifies the registry.
+// The package is plain Go: it knows nothing of gRPC, HTTP or Envoy. It
+// reads the registry's runners and counts requests in flight on them
+// (Begin and Job.Done) but never modifies the registry.
 package affinity

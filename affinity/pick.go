@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"sync"
+	"time"
 
 	"github.com/switchyard/switchyard/registry"
 )
@@ -20,11 +21,10 @@ const (
 	// ModeFal is fal's rule as documented: hints are only what runners
 	// report after their responses.
 	ModeFal Mode = "fal"
-	// ModeSoonest (experimental) sends a hinted request to the runner
-	// expected to finish it first, waiting for a busy warm runner when that
-	// is quicker than a model load elsewhere (see PickCost). It is not the
-	// default: the routing-quality benchmark has not shown it better than
-	// ModeSwitchyard at every load yet (BENCHMARKS.md).
+	// ModeSoonest sends a hinted request to the runner expected to finish
+	// it first, from the jobs (Begin) the Picker has sent each runner:
+	// waiting for a busy warm runner when that is quicker than a model load
+	// elsewhere (see PickCost). Switchyard's default hint policy.
 	ModeSoonest Mode = "soonest"
 )
 
@@ -76,12 +76,15 @@ type PickerOptions struct {
 	// concurrent use, so an injected one is called under a mutex (one call
 	// per Pick); tests inject a seeded one to get deterministic picks.
 	Rand rand.Source
+	// Now is ModeSoonest's clock, time.Now when nil.
+	Now func() time.Time
 }
 
 // Picker chooses runners for requests. It is safe for concurrent use.
 type Picker struct {
-	idx  *Index
-	mode Mode
+	idx     *Index
+	mode    Mode
+	backlog *backlog // ModeSoonest only
 
 	randMu sync.Mutex
 	rand   rand.Source
@@ -96,7 +99,14 @@ func NewPicker(o PickerOptions) *Picker {
 	if o.Index == nil {
 		o.Index = NewIndex(IndexOptions{})
 	}
-	return &Picker{idx: o.Index, mode: mode, rand: o.Rand}
+	p := &Picker{idx: o.Index, mode: mode, rand: o.Rand}
+	if mode == ModeSoonest {
+		if o.Now == nil {
+			o.Now = time.Now
+		}
+		p.backlog = newBacklog(o.Now)
+	}
+	return p
 }
 
 // Index returns the Index the Picker reads.
@@ -138,17 +148,11 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 	return p.pick(runners, maxConcurrency, hint, Cost{}, false)
 }
 
-// maxQueueFactor caps how far PickCost over-commits a warm runner: at most
-// this many times its max concurrency in flight, whatever the estimates say.
-const maxQueueFactor = 4
-
-// PickCost is Pick with the pool's request costs. In ModeSoonest, when
-// the runners holding the hint are all busy and cost is Known, it weighs the
-// expected wait for the least loaded of them — the requests ahead of this
-// one beyond its free slots, at cost.Hit each, shared by its slots —
-// against a model load elsewhere (cost.Load()), and queues on the warm
-// runner when the wait is shorter (Pick.Queued, outcome hit). fal's rule
-// never waits, so under load every spilled request becomes a cold load.
+// PickCost is Pick with the pool's request costs (zero until measured). In
+// ModeSoonest a hinted request goes to the runner expected to finish it
+// first (see soonest), which may be a busy warm runner (Pick.Queued,
+// outcome hit); the other modes never wait, so under load every request
+// that finds the warm runners busy becomes a cold load.
 func (p *Picker) PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost Cost) Pick {
 	return p.pick(runners, maxConcurrency, hint, cost, true)
 }
@@ -212,7 +216,7 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 		return Pick{Outcome: outcome}
 	}
 	if mayWait && p.mode == ModeSoonest && hint != "" {
-		if best, ok := p.soonest(runners, limit, hint, key, cost, seed); ok {
+		if best, ok := p.soonest(runners, limit, key, cost); ok {
 			return best
 		}
 	}
@@ -232,28 +236,23 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 	return Pick{Runners: out, Outcome: outcome}
 }
 
-// defaultLoadRatio is what a model load is assumed to cost, in
-// inferences, until a pool's costs are measured: GPU model loads take
-// seconds, inferences fractions of that.
-const defaultLoadRatio = 4
-
-// soonest is switchyard's pick for a hinted request: the runner expected
-// to finish it first. A runner's expected time is the work queued ahead of
-// the request beyond its free slots (each at cost.Hit, shared by its
-// limit slots) plus a model load (cost.Load()) unless it holds the hint.
-// So a free warm runner wins, a busy warm runner wins while its queue is
-// shorter than a load, and a model is loaded elsewhere once waiting would
-// take longer. fal's rule never waits: under load, every request that finds
-// the warm runners busy becomes a cold load, and the loads evict the models
-// other requests need. ok is false when there is nothing to rank.
-func (p *Picker) soonest(runners []*registry.Runner, limit int64, hint string, key hintKey, cost Cost, seed uint64) (Pick, bool) {
-	hit, load := float64(1), float64(defaultLoadRatio)
-	if cost.Known() {
-		hit, load = float64(cost.Hit), float64(cost.Load())
-	}
+// soonest is ModeSoonest's pick for a hinted request: the runner expected
+// to finish it first. A runner's expected finish is its wait (the work left
+// of the jobs switchyard sent it, beyond its free slots: see
+// runnerBacklog.wait) plus the request's own cost: cost.Hit where the model
+// is warm (reported by the runner, or a job for it is on the runner) and
+// cost.Miss elsewhere, plus half a load where the load would evict a model
+// from a runner as full as any in the pool. So a free warm runner wins, a
+// busy warm runner wins while its queue is shorter than a load, and a copy
+// of the model is loaded elsewhere once waiting would take longer. Ties go
+// by a hash of hint and runner, not at random: a model that has to be
+// loaded lands where it was before, as with consistent hashing, instead of
+// spreading copies over the pool. ok is false when there is nothing to rank.
+func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, cost Cost) (Pick, bool) {
+	c := estimate(cost)
 	type scored struct {
 		i     int
-		t     float64
+		t     time.Duration
 		holds bool
 		hints int
 		tie   uint64
@@ -261,13 +260,23 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, hint string, k
 	var top [1 + MaxAlternatives]scored
 	n := 0
 	holders := 0
-	// A runner reporting as many hints as the fullest runner of the pool
-	// has no free slot: loading there evicts a model some later request
-	// may need again. That possible reload counts half a load.
-	full := 0
+	b := p.backlog
+	now := b.now()
+	b.mu.Lock()
+	// Runners of a pool are alike: the most hints any of them has
+	// reported is each one's number of model slots.
+	slots := 0
 	for _, r := range runners {
-		_, nh := p.idx.lookup(r.Address, key)
-		full = max(full, nh)
+		rb := b.get(r.Address)
+		if v := p.idx.view(r.Address); v != nil {
+			slots = max(slots, len(v.ents))
+			if rb != nil {
+				rb.slots = max(rb.slots, len(v.ents))
+			}
+		}
+		if rb != nil {
+			slots = max(slots, rb.slots)
+		}
 	}
 	less := func(a, b *scored) bool {
 		switch {
@@ -281,42 +290,42 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, hint string, k
 		return a.tie < b.tie
 	}
 	for i, r := range runners {
-		inflight := r.InFlight()
-		has, nh := p.idx.lookup(r.Address, key)
+		rb := b.get(r.Address)
+		v := p.idx.view(r.Address)
+		nh := 0
+		if v != nil {
+			nh = len(v.ents)
+		}
+		has, full := rb.predict(v, key, slots)
 		if has {
 			holders++
 		}
-		if has && inflight >= maxQueueFactor*limit {
-			has = false // a runner this far behind is not waited for
-		}
-		// Ties go by a hash of hint and runner, not at random: a model
-		// that has to be loaded again lands where it was before, as with
-		// consistent hashing, instead of spreading copies over the pool.
-		c := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
-		if ahead := inflight - limit + 1; ahead > 0 {
-			c.t = float64(ahead) * hit / float64(limit)
-		}
-		if !has {
-			c.t += load
-			if nh > 0 && nh >= full {
-				c.t += load / 2
+		s := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
+		s.t = rb.wait(now, int(limit))
+		if has {
+			s.t += c.Hit
+		} else {
+			s.t += c.Miss
+			if full {
+				s.t += evictLoads * c.Load()
 			}
 		}
 		j := n
 		if j == len(top) {
-			if !less(&c, &top[j-1]) {
+			if !less(&s, &top[j-1]) {
 				continue
 			}
 			j--
 		} else {
 			n++
 		}
-		for j > 0 && less(&c, &top[j-1]) {
+		for j > 0 && less(&s, &top[j-1]) {
 			top[j] = top[j-1]
 			j--
 		}
-		top[j] = c
+		top[j] = s
 	}
+	b.mu.Unlock()
 	if n == 0 {
 		return Pick{}, false
 	}
@@ -325,18 +334,14 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, hint string, k
 		out[j] = runners[top[j].i]
 	}
 	pick := Pick{Runners: out}
-	primary := top[0]
 	switch {
-	case primary.holds:
+	case top[0].holds:
 		pick.Outcome = OutcomeHit
 		pick.Queued = out[0].InFlight() >= limit
 	case holders > 0:
 		pick.Outcome = OutcomeBusy
 	default:
 		pick.Outcome = OutcomeMiss
-	}
-	if !primary.holds {
-		p.idx.MarkLoading(out[0].Address, hint)
 	}
 	return pick, true
 }

@@ -74,7 +74,7 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if !cfg.Responses.DecisionHeaders || cfg.Responses.RunnerHints {
 		t.Errorf("responses defaults: %+v", cfg.Responses)
 	}
-	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints", Policy: "fal"}, cfg.Hints); diff != "" {
+	if diff := cmp.Diff(config.Hints{RequestHeaders: []string{"x-fal-runner-hint"}, ResponseHeader: "x-fal-runner-hints", Policy: "soonest"}, cfg.Hints); diff != "" {
 		t.Errorf("hints (-want +got):\n%s", diff)
 	}
 	if cfg.Routes[0].Timeout.Std() != 90*time.Second {
@@ -116,7 +116,7 @@ func TestProblems(t *testing.T) {
 		{"route match and listeners", head + "routes: [{name: r, match: {prefix: x}, listeners: [nope], rules: [{pool: p}]}, {name: s, match: {}, rules: [{pool: p}]}]\n",
 			[]string{`3|routes[0].match.prefix|must start with /`, `3|routes[0].listeners[0]|unknown listener`, `3|routes[1].match|exactly one of prefix or path`}},
 		{"limits and policy", head + "server: {max_body_bytes: 10}\nhints: {policy: fastest}\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
-			[]string{`3|server.max_body_bytes|must be 1024 to 67108864 bytes`, `4|hints.policy|must be "switchyard", "fal" or "soonest"`}},
+			[]string{`3|server.max_body_bytes|must be 1024 to 67108864 bytes`, `4|hints.policy|must be "soonest", "fal" or "switchyard"`}},
 		{"load balancers", "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools: [{name: p, load_balancer: {policy: random}}, {name: q, load_balancer: {policy: least_request, hash_balance_factor: 150}}, {name: r, load_balancer: {policy: maglev, hash_balance_factor: 50}}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
 			[]string{`2|pools[0].load_balancer.policy|must be one of`, `2|pools[1].load_balancer.hash_balance_factor|only applies to`, `2|pools[2].load_balancer.hash_balance_factor|at least 100`}},
 		{"empty file", "", []string{`0||empty file`}},

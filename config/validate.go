@@ -165,10 +165,10 @@ func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
 	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader, Policy: in.Policy}
 	switch h.Policy {
 	case "":
-		h.Policy = PolicyFal
-	case PolicySwitchyard, PolicyFal, PolicySoonest:
+		h.Policy = PolicySoonest
+	case PolicySoonest, PolicyFal, PolicySwitchyard:
 	default:
-		ps.at(path.key("policy"), "must be %q, %q or %q, got %q", PolicySwitchyard, PolicyFal, PolicySoonest, h.Policy)
+		ps.at(path.key("policy"), "must be %q, %q or %q, got %q", PolicySoonest, PolicyFal, PolicySwitchyard, h.Policy)
 	}
 	if len(h.RequestHeaders) == 0 {
 		h.RequestHeaders = []string{DefaultRequestHeader}

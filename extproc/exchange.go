@@ -14,7 +14,6 @@ import (
 	"github.com/switchyard/switchyard/affinity"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/policy"
-	"github.com/switchyard/switchyard/registry"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 
@@ -41,7 +40,7 @@ type exchange struct {
 	route    *config.Route
 	req      policy.Request
 	decision *policy.Decision
-	acquired *registry.Runner
+	job      *affinity.Job // the request on its runner, until finish
 	// decidedAt and primaryFree let a response teach the cost estimates:
 	// only requests that did not queue at their runner measure its costs.
 	decidedAt   time.Time
@@ -138,11 +137,10 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 		x.s.o.Metrics.queued.Inc()
 	}
 	if len(d.Runners) > 0 {
-		x.acquired = d.Runners[0]
 		if p, ok := x.cfg.Pool(d.Target.Pool); ok {
-			x.primaryFree = x.acquired.InFlight() < int64(p.MaxConcurrency)
+			x.primaryFree = d.Runners[0].InFlight() < int64(p.MaxConcurrency)
 		}
-		x.acquired.Acquire()
+		x.job = d.Begin()
 		x.decidedAt = time.Now()
 	}
 	resp := wrap(&extprocv3.CommonResponse{
@@ -257,8 +255,6 @@ func (x *exchange) servingPool(addr string) string {
 
 // finish gives back the in-flight count, however the stream ended.
 func (x *exchange) finish() {
-	if x.acquired != nil {
-		x.acquired.Release()
-		x.acquired = nil
-	}
+	x.job.Done()
+	x.job = nil
 }

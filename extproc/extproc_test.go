@@ -84,7 +84,10 @@ func newFixture(t testing.TB, yaml string) *fixture {
 	runners.ApplyConfig(cfg)
 	hints := affinity.NewIndex(affinity.IndexOptions{})
 	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints})
-	engine := policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{config.PolicySwitchyard: picker, config.PolicyFal: picker}})
+	engine := policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{
+		config.PolicySwitchyard: picker, config.PolicyFal: picker,
+		config.PolicySoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
+	}})
 	srv := extproc.New(extproc.Options{
 		Config:  func() *config.Config { return cfg },
 		Decider: engine,

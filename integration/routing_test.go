@@ -295,24 +295,28 @@ routes:
 
 // A repeated hint lands on the runner that reported it; a busy matching
 // runner is passed over at once.
-func TestHintAffinity(t *testing.T) {
+// hintStack starts one pool of three runners (2 model slots, max_concurrency
+// 1) under the hint policy, sends a hinted request (a miss) and ten more
+// (hits on the same runner), and returns the stack, the warm runner's name
+// and the warm runner.
+func hintStack(t *testing.T, policy string) (*Stack, string, *TestRunner, []*TestRunner) {
+	t.Helper()
 	o := simrunner.Options{LoadTime: 300 * time.Millisecond, InferTime: 2 * time.Second, Slots: 2}
 	rs := runnersNamed(t, o, "gpu-1", "gpu-2", "gpu-3")
 	s := NewStack(t, StackConfig{Body: poolsYAML(poolSpec{name: "gpu", maxConcurrency: 1, runners: rs}) + `
+hints: {policy: ` + policy + `}
 routes:
   - name: gen
     match: {prefix: /}
     rules: [{pool: gpu}]
 `})
-	tiny := `{"width": 64, "height": 64}` // 0.1 x InferTime
-	hint := map[string]string{"x-fal-runner-hint": "flux-dev"}
-	first := s.MustDo(http.MethodPost, "/gen", hint, tiny)
+	first := s.MustDo(http.MethodPost, "/gen", hintHeader, tinyBody)
 	if first.Status != http.StatusOK || first.Header.Get("x-switchyard-hint") != "miss" {
 		t.Fatalf("first request: %d %q", first.Status, first.Header.Get("x-switchyard-hint"))
 	}
 	warm := first.Runner()
 	for i := range 10 {
-		r := s.MustDo(http.MethodPost, "/gen", hint, tiny)
+		r := s.MustDo(http.MethodPost, "/gen", hintHeader, tinyBody)
 		if r.Runner() != warm || r.Header.Get("x-switchyard-hint") != "hit" {
 			t.Fatalf("repeat %d: served by %s (%s), want the warm runner %s (hit)", i, r.Runner(), r.Header.Get("x-switchyard-hint"), warm)
 		}
@@ -326,27 +330,70 @@ routes:
 	if st := warmRunner.Stats(); st.Hits != 10 || st.ColdLoads != 1 {
 		t.Errorf("warm runner counted %d hits and %d cold loads, want 10 and 1", st.Hits, st.ColdLoads)
 	}
+	return s, warm, warmRunner, rs
+}
 
-	// Keep the warm runner busy with a 2 s inference, then ask again.
+var hintHeader = map[string]string{"x-fal-runner-hint": "flux-dev"}
+
+const tinyBody = `{"width": 64, "height": 64}` // 0.1 x InferTime
+
+// busyWarmRunner keeps the warm runner busy with a 2 s inference, sends one
+// more hinted request and returns its reply, how long it took and the long
+// request's reply.
+func busyWarmRunner(t *testing.T, s *Stack, warmRunner *TestRunner) (Reply, time.Duration, Reply) {
+	t.Helper()
 	done := make(chan Reply, 1)
 	go func() {
-		r, _ := s.Do(http.MethodPost, "/gen", hint, `{"width": 1024, "height": 1024}`)
+		r, _ := s.Do(http.MethodPost, "/gen", hintHeader, `{"width": 1024, "height": 1024}`)
 		done <- r
 	}()
 	Eventually(t, 5*time.Second, "warm runner busy", func() bool { return warmRunner.Stats().InFlight == 1 })
 	start := time.Now()
-	r := s.MustDo(http.MethodPost, "/gen", hint, tiny)
-	took := time.Since(start)
+	r := s.MustDo(http.MethodPost, "/gen", hintHeader, tinyBody)
+	return r, time.Since(start), <-done
+}
+
+// fal's rule: a non-busy runner holding the hint, else any non-busy runner
+// at once.
+func TestHintAffinityFal(t *testing.T) {
+	s, warm, warmRunner, _ := hintStack(t, "fal")
+	r, took, long := busyWarmRunner(t, s, warmRunner)
 	if r.Runner() == warm || r.Header.Get("x-switchyard-hint") != "busy" {
 		t.Errorf("with the warm runner busy: served by %s (%s), want another runner (busy)", r.Runner(), r.Header.Get("x-switchyard-hint"))
 	}
 	if took > 1500*time.Millisecond {
 		t.Errorf("the request waited %v for the busy runner instead of going elsewhere at once", took)
 	}
-	if long := <-done; long.Runner() != warm {
+	if long.Runner() != warm {
 		t.Errorf("the long request ran on %s, want %s", long.Runner(), warm)
 	}
 	t.Logf("busy warm runner passed over: answered by %s in %v (a cold load of 300ms + 200ms inference)", r.Runner(), took.Round(time.Millisecond))
+}
+
+// The default policy, soonest: the warm runner is expected to be free
+// sooner than a model load elsewhere (switchyard learnt that hits take
+// about 200 ms and loads 300 ms more), so the request is sent to it although
+// it is busy, and no runner loads the model again.
+func TestHintAffinitySoonest(t *testing.T) {
+	s, warm, warmRunner, rs := hintStack(t, "soonest")
+	r, took, long := busyWarmRunner(t, s, warmRunner)
+	if r.Runner() != warm || r.Header.Get("x-switchyard-hint") != "hit" {
+		t.Errorf("with the warm runner busy: served by %s (%s), want the warm runner %s (hit)", r.Runner(), r.Header.Get("x-switchyard-hint"), warm)
+	}
+	if long.Runner() != warm {
+		t.Errorf("the long request ran on %s, want %s", long.Runner(), warm)
+	}
+	loads := int64(0)
+	for _, x := range rs {
+		loads += x.Stats().ColdLoads
+	}
+	if loads != 1 {
+		t.Errorf("%d cold loads over the pool, want 1", loads)
+	}
+	if q := s.Metric("switchyard_queued_decisions_total"); q != 1 {
+		t.Errorf("switchyard_queued_decisions_total = %v, want 1", q)
+	}
+	t.Logf("waited for the busy warm runner: answered by %s in %v", r.Runner(), took.Round(time.Millisecond))
 }
 
 // Bad input gets its documented outcome; switchyard never answers 5xx.

@@ -23,9 +23,11 @@ type Runners interface {
 	Active(pool string) []*registry.Runner
 }
 
-// Picker orders a pool's runners for a request with a hint.
+// Picker orders a pool's runners for a request with a hint, and counts the
+// request on the runner it is dispatched to (Begin) until it ends.
 type Picker interface {
 	PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost affinity.Cost) affinity.Pick
+	Begin(pick affinity.Pick, hint string, cost affinity.Cost) *affinity.Job
 }
 
 // CostSource gives a pool's learnt request costs.
@@ -59,6 +61,18 @@ type Decision struct {
 	// Fallbacks holds one runner per fallback pool, in order; nil for a
 	// pool with no active runner.
 	Fallbacks []*registry.Runner
+
+	begin func() *affinity.Job
+}
+
+// Begin dispatches the request to Runners[0]: it is counted in flight there
+// (and in its picker's view of the runner's work) until the returned Job is
+// Done. It returns nil when there is no runner to dispatch to.
+func (d *Decision) Begin() *affinity.Job {
+	if d.begin == nil {
+		return nil
+	}
+	return d.begin()
 }
 
 // Engine makes decisions; it is safe for concurrent use.
@@ -71,7 +85,7 @@ type Engine struct {
 // Options configure an Engine.
 type Options struct {
 	Runners Runners
-	// Pickers by hint policy (config.PolicyFal, config.PolicySwitchyard).
+	// Pickers by hint policy (config.PolicyFal, config.PolicySoonest, ...).
 	Pickers map[string]Picker
 	// Costs, when set, lets a picker weigh waiting for a warm runner
 	// against a model load.
@@ -107,8 +121,13 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	picker := e.pickers[cfg.Hints.Policy]
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBSwitchyard {
-		pick := picker.PickCost(e.runners.Active(pool), p.MaxConcurrency, d.Hint, e.cost(pool))
+		cost := e.cost(pool)
+		pick := picker.PickCost(e.runners.Active(pool), p.MaxConcurrency, d.Hint, cost)
 		d.Runners, d.Outcome, d.Queued = pick.Runners, pick.Outcome, pick.Queued
+		if len(pick.Runners) > 0 {
+			hint := d.Hint
+			d.begin = func() *affinity.Job { return picker.Begin(pick, hint, cost) }
+		}
 	}
 	if d.Hint == "" {
 		d.Outcome = affinity.OutcomeNone

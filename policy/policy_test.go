@@ -67,6 +67,7 @@ func setup(t *testing.T, yaml string) env {
 	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints, Rand: rand.NewPCG(1, 2)})
 	return env{cfg: cfg, hints: hints, engine: policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{
 		config.PolicySwitchyard: picker, config.PolicyFal: picker,
+		config.PolicySoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
 	}})}
 }
 

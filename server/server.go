@@ -62,7 +62,11 @@ func Run(ctx context.Context, o Options) error {
 	// runner can go as soon as its last one finishes. A runner new at an
 	// address starts with no known hints, whatever an earlier one held.
 	hints := affinity.NewIndex(affinity.IndexOptions{})
-	runners := registry.New(registry.Options{InFlightTracked: true, OnNew: hints.Forget})
+	soonest := affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest})
+	runners := registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) {
+		hints.Forget(addr)
+		soonest.Forget(addr)
+	}})
 	runners.ApplyConfig(cfg)
 	metrics.RegisterRunners(reg, runners)
 
@@ -99,7 +103,7 @@ func Run(ctx context.Context, o Options) error {
 		Pickers: map[string]policy.Picker{
 			config.PolicyFal:        affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeFal}),
 			config.PolicySwitchyard: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSwitchyard}),
-			config.PolicySoonest:    affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
+			config.PolicySoonest:    soonest,
 		},
 	})
 	extproc.Register(g, extproc.Options{

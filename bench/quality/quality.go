@@ -42,9 +42,9 @@ var Policies = []Policy{
 	{Name: "Envoy least_request", LoadBalancer: config.LBLeastRequest},
 	{Name: "Envoy ring_hash on the hint", LoadBalancer: config.LBRingHash},
 	{Name: "Envoy maglev, bounded load 150", LoadBalancer: config.LBMaglev, HashBalanceFactor: 150},
-	{Name: "switchyard, fal's rule (default)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicyFal},
+	{Name: "switchyard, fal's rule", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicyFal},
 	{Name: "switchyard, loading marks", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySwitchyard},
-	{Name: "switchyard, soonest", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySoonest},
+	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySoonest},
 }
 
 // Options shape the workload. Times are scaled down from real GPUs

@@ -17,7 +17,7 @@ func TestSmoke(t *testing.T) {
 	}
 	o := quality.Options{
 		Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond, Loads: []float64{0.3},
-		Policies: []quality.Policy{quality.Policies[2], quality.Policies[4]},
+		Policies: []quality.Policy{quality.Policies[2], quality.Policies[6]},
 	}
 	o.Defaults(true)
 	res, err := quality.RunAll(context.Background(), o)
@@ -35,7 +35,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: runners counted %d hinted requests of %d sent", r.Policy, r.Hits+r.Misses, r.Requests)
 		}
 	}
-	if md := res.Markdown(); !strings.Contains(md, "| switchyard, fal's rule (default) |") {
+	if md := res.Markdown(); !strings.Contains(md, "| switchyard, soonest (default) |") {
 		t.Errorf("markdown lacks the switchyard row:\n%s", md)
 	}
 }
