@@ -153,6 +153,23 @@ func (r *Runner) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.serveOwn(w, req)
 		return
 	}
+	// The body is read before the request waits for a slot: once it is
+	// read, the server notices a client that goes away (its context ends),
+	// so a queued request whose client gave up leaves the queue instead of
+	// taking the GPU later for nobody.
+	body, err := r.readBody(w, req)
+	if err != nil {
+		status := http.StatusBadRequest
+		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
+			status = http.StatusRequestEntityTooLarge
+		}
+		if req.Context().Err() != nil {
+			r.writeCanceled(w, req, req.Context().Err())
+			return
+		}
+		r.writeJSON(w, req, status, map[string]any{"error": "reading body: " + err.Error()})
+		return
+	}
 	r.mu.Lock()
 	r.incLocked(cRequests)
 	granted, wait, ok := r.admitLocked()
@@ -172,19 +189,6 @@ func (r *Runner) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	defer r.release()
 
-	body, err := r.readBody(w, req)
-	if err != nil {
-		status := http.StatusBadRequest
-		if _, tooBig := errors.AsType[*http.MaxBytesError](err); tooBig {
-			status = http.StatusRequestEntityTooLarge
-		}
-		if req.Context().Err() != nil {
-			r.writeCanceled(w, req, req.Context().Err())
-			return
-		}
-		r.writeJSON(w, req, status, map[string]any{"error": "reading body: " + err.Error()})
-		return
-	}
 	j := parseJob(body, req.Header)
 	hit := false
 	if j.model != "" {

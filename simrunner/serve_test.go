@@ -160,3 +160,44 @@ func TestDefaultSleep(t *testing.T) {
 		t.Errorf("canceled sleep: %v", err)
 	}
 }
+
+// A request queued for a slot whose client goes away over the wire leaves
+// the queue: it is never started, so it loads no model and takes no GPU time.
+func TestQueuedClientGoneOverTheWire(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s, err := Serve(ctx, "127.0.0.1:0", Options{InferTime: time.Hour, MaxConcurrency: 1, Overload: OverloadQueue})
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(ctx context.Context, model string) chan error {
+		done := make(chan error, 1)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+s.Addr.String()+"/", strings.NewReader(`{"model": "`+model+`"}`))
+		go func() {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				resp.Body.Close()
+			}
+			done <- err
+		}()
+		return done
+	}
+	hold, release := context.WithCancel(ctx)
+	held := post(hold, "a")
+	eventually(t, "the first request running", func() bool { return s.Runner.Stats().InFlight == 1 })
+	qctx, qcancel := context.WithCancel(ctx)
+	queued := post(qctx, "b")
+	eventually(t, "the second request queued", func() bool { return s.Runner.Stats().Queued == 1 })
+	qcancel()
+	if err := receive(t, queued); !errors.Is(err, context.Canceled) {
+		t.Errorf("queued client: %v, want canceled", err)
+	}
+	eventually(t, "the queue empty", func() bool { return s.Runner.Stats().Queued == 0 })
+	release()
+	receive(t, held)
+	eventually(t, "nothing in flight", func() bool { return s.Runner.Stats().InFlight == 0 })
+	if st := s.Runner.Stats(); st.Canceled != 2 || st.Hits+st.Misses != 1 || st.ColdLoads != 1 {
+		t.Errorf("canceled %d, hits+misses %d, cold loads %d; want 2 (both clients left), 1 and 1 (only the first started)",
+			st.Canceled, st.Hits+st.Misses, st.ColdLoads)
+	}
+}

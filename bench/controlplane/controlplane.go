@@ -283,9 +283,8 @@ func (c benchConfig) yaml() string {
 	// A short drain timeout bounds a repeat's wait for the deregistered
 	// runner to leave when probes are still in flight on it.
 	fmt.Fprintf(&s, "server:\n  grpc: %s\n  admin: %s\n  drain_timeout: 1s\n", c.GRPC, c.Admin)
-	// fal's rule sends a hint nobody holds to a runner with the fewest
-	// hints, which the probes rely on (see the package doc).
-	s.WriteString("hints: {policy: fal}\n")
+	// The probes rely on loading marks (see the package doc).
+	s.WriteString("hints: {policy: switchyard}\n")
 	// The live runner must never count as busy: probes that Envoy sends
 	// elsewhere before it has the new host still count in flight on it.
 	fmt.Fprintf(&s, "pools:\n  - name: %s\n    max_concurrency: 1000000\n    runners:\n", poolName)

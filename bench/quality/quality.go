@@ -143,6 +143,17 @@ type Run struct {
 	Throughput float64 `json:"throughput_per_s"`
 }
 
+// SentHitRate is the hits over every request sent: a request that timed
+// out before a runner started it is no hit. HitRate counts only the
+// requests runners started, which flatters a policy that lets queues grow
+// until clients give up.
+func (r Run) SentHitRate() float64 {
+	if r.Requests == 0 {
+		return 0
+	}
+	return float64(r.Hits) / float64(r.Requests)
+}
+
 // Result is the whole benchmark.
 type Result struct {
 	Options  Options `json:"options"`
@@ -358,13 +369,13 @@ func (r *Result) Markdown() string {
 		o.Pools, o.RunnersPerPool, o.Slots, o.Models, o.ZipfS, o.MaxConcurrency, o.LoadTime, o.InferTime, r.Capacity, o.Duration, o.Seed)
 	for _, load := range o.Loads {
 		fmt.Fprintf(&b, "**%.0f%% of capacity** (%.0f requests/s)\n\n", 100*load, load*r.Capacity)
-		b.WriteString("| policy | hit rate | ceiling | cold loads | p50 ms | p95 ms | p99 ms | throughput/s | ok |\n|---|---|---|---|---|---|---|---|---|\n")
+		b.WriteString("| policy | hit rate | hits ÷ requests sent | ceiling | cold loads | p50 ms | p95 ms | p99 ms | throughput/s | ok |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, run := range r.Runs {
 			if run.Load != load {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %d | %.0f | %.0f | %.0f | %.1f | %d/%d |\n",
-				run.Policy, 100*run.HitRate, 100*run.Ceiling, run.ColdLoads, run.P50, run.P95, run.P99, run.Throughput, run.OK, run.Requests)
+			fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %d | %.0f | %.0f | %.0f | %.1f | %d/%d |\n",
+				run.Policy, 100*run.HitRate, 100*run.SentHitRate(), 100*run.Ceiling, run.ColdLoads, run.P50, run.P95, run.P99, run.Throughput, run.OK, run.Requests)
 		}
 		b.WriteString("\n")
 	}
@@ -399,15 +410,21 @@ func (r *Result) targets(b *strings.Builder) {
 		if def == nil || len(others) == 0 {
 			continue
 		}
-		bestHit, bestP99 := others[0], others[0]
+		bestHit, bestSent, bestP99 := others[0], others[0], others[0]
 		for _, o := range others[1:] {
 			if o.HitRate > bestHit.HitRate {
 				bestHit = o
+			}
+			if o.SentHitRate() > bestSent.SentHitRate() {
+				bestSent = o
 			}
 			if o.P99 < bestP99.P99 {
 				bestP99 = o
 			}
 		}
+		// A p99 at the client timeout (vegeta reports it a millisecond or
+		// so above) says only that over 1 % of requests timed out.
+		capMillis := float64(r.Options.Timeout().Milliseconds())
 		yes := func(ok bool) string {
 			if ok {
 				return "yes"
@@ -416,14 +433,16 @@ func (r *Result) targets(b *strings.Builder) {
 		}
 		rows = append(rows,
 			fmt.Sprintf("| highest hit rate | %.0f%% | %.1f%% | %.1f%% (%s) | %s |", 100*load, 100*def.HitRate, 100*bestHit.HitRate, bestHit.Policy, yes(def.HitRate > bestHit.HitRate)),
-			fmt.Sprintf("| lowest p99 | %.0f%% | %.0f ms | %.0f ms (%s) | %s |", 100*load, def.P99, bestP99.P99, bestP99.Policy, yes(def.P99 < bestP99.P99)),
+			fmt.Sprintf("| most hits ÷ requests sent | %.0f%% | %.1f%% | %.1f%% (%s) | %s |", 100*load, 100*def.SentHitRate(), 100*bestSent.SentHitRate(), bestSent.Policy, yes(def.SentHitRate() > bestSent.SentHitRate())),
+			fmt.Sprintf("| lowest p99 | %.0f%% | %.0f ms | %.0f ms (%s) | %s |", 100*load, def.P99, bestP99.P99, bestP99.Policy, yes(def.P99 < bestP99.P99 && def.P99 < capMillis)),
 			fmt.Sprintf("| hit rate within %.0f points of the ceiling | %.0f%% | %.1f%% | ceiling %.1f%% | %s |", 100*ceilingMargin, 100*load, 100*def.HitRate, 100*def.Ceiling, yes(def.HitRate >= def.Ceiling-ceilingMargin)))
 	}
 	if len(rows) == 0 {
 		return
 	}
 	b.WriteString("**Targets** (reported, not asserted): switchyard's default against the best of the other policies. " +
-		"A p99 at the client timeout is a tie, not a win.\n\n| target | load | switchyard (default) | best other | met |\n|---|--:|--:|--:|---|\n")
+		"*Hit rate* is counted at the runners over the requests they started; *hits ÷ requests sent* also counts the requests " +
+		"that timed out queued, which never reached a model. A p99 at the client timeout is a tie, not a win.\n\n| target | load | switchyard (default) | best other | met |\n|---|--:|--:|--:|---|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n")
 }

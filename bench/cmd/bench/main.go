@@ -51,6 +51,9 @@ type machine struct {
 type suite struct {
 	name, title string
 	run         func(ctx context.Context, smoke bool) (any, string, error)
+	// markdown, when set, renders the suite's report from its stored
+	// result, so that a change to the report needs no new run.
+	markdown func(result json.RawMessage) (string, error)
 }
 
 var suites = []suite{
@@ -65,6 +68,12 @@ var suites = []suite{
 			return nil, "", err
 		}
 		return r, r.Markdown(), nil
+	}, func(raw json.RawMessage) (string, error) {
+		var r quality.Result
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return "", err
+		}
+		return r.Markdown(), nil
 	}},
 	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := overhead.Run(ctx, overhead.Options{Smoke: smoke, Log: os.Stderr})
@@ -72,15 +81,15 @@ var suites = []suite{
 			return nil, "", err
 		}
 		return r, r.Markdown(), nil
-	}},
+	}, nil},
 	{"controlplane", "Control plane", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := controlplane.Run(ctx, controlplane.Options{Smoke: smoke, Log: os.Stderr})
 		if err != nil {
 			return nil, "", err
 		}
 		return r, r.Markdown(), nil
-	}},
-	{"decision", "The decision path (Go benchmarks)", decisionBenchmarks},
+	}, nil},
+	{"decision", "The decision path (Go benchmarks)", decisionBenchmarks, nil},
 }
 
 func main() {
@@ -152,8 +161,10 @@ func render(dir, md string) error {
 		return err
 	}
 	order := map[string]int{}
+	byName := map[string]suite{}
 	for i, s := range suites {
 		order[s.name] = i
+		byName[s.name] = s
 	}
 	var recs []record
 	for _, f := range files {
@@ -162,8 +173,17 @@ func render(dir, md string) error {
 			return err
 		}
 		var r record
+		var stored struct{ Result json.RawMessage }
 		if err := json.Unmarshal(data, &r); err != nil {
 			return fmt.Errorf("%s: %w", f, err)
+		}
+		if err := json.Unmarshal(data, &stored); err != nil {
+			return fmt.Errorf("%s: %w", f, err)
+		}
+		if md := byName[r.Suite].markdown; md != nil {
+			if r.Markdown, err = md(stored.Result); err != nil {
+				return fmt.Errorf("%s: %w", f, err)
+			}
 		}
 		recs = append(recs, r)
 	}
