@@ -31,6 +31,9 @@ func TestSmoke(t *testing.T) {
 		if r.Requests == 0 || r.OK == 0 || r.Hits+r.Misses == 0 || r.ColdLoads == 0 || r.P50 <= 0 || r.Ceiling <= 0 || r.Ceiling >= 1 {
 			t.Errorf("%s: incomplete run %+v", r.Policy, r)
 		}
+		if r.WarmAnswers == 0 || r.WarmAnswers > r.OK || int64(r.WarmAnswers) > r.Hits {
+			t.Errorf("%s: %d warm answers, with %d answers and %d hits", r.Policy, r.WarmAnswers, r.OK, r.Hits)
+		}
 		if r.Hits+r.Misses > int64(r.Requests) {
 			t.Errorf("%s: runners counted %d hinted requests of %d sent", r.Policy, r.Hits+r.Misses, r.Requests)
 		}
