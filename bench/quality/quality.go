@@ -125,26 +125,26 @@ func (o Options) Capacity() float64 {
 
 // Run is one policy at one load.
 type Run struct {
-	Policy     string  `json:"policy"`
-	Default    bool    `json:"default,omitempty"`
-	Load       float64 `json:"load"`
-	Rate       float64 `json:"rate_per_s"`
-	Requests   int     `json:"requests"`
-	OK         int     `json:"ok"`
-	Hits       int64   `json:"hits"`
+	Policy   string  `json:"policy"`
+	Default  bool    `json:"default,omitempty"`
+	Load     float64 `json:"load"`
+	Rate     float64 `json:"rate_per_s"`
+	Requests int     `json:"requests"`
+	OK       int     `json:"ok"`
+	Hits     int64   `json:"hits"`
 	// WarmAnswers counts, at the client, the 200 answers whose runner
 	// found the model loaded: what a user gets from a hit.
-	WarmAnswers int `json:"warm_answers"`
-	Misses     int64   `json:"misses"`
-	ColdLoads  int64   `json:"cold_loads"`
-	Evictions  int64   `json:"evictions"`
-	Queued     int64   `json:"queued_decisions"`
-	HitRate    float64 `json:"hit_rate"`
-	Ceiling    float64 `json:"ceiling"`
-	P50        float64 `json:"p50_ms"`
-	P95        float64 `json:"p95_ms"`
-	P99        float64 `json:"p99_ms"`
-	Throughput float64 `json:"throughput_per_s"`
+	WarmAnswers int     `json:"warm_answers"`
+	Misses      int64   `json:"misses"`
+	ColdLoads   int64   `json:"cold_loads"`
+	Evictions   int64   `json:"evictions"`
+	Queued      int64   `json:"queued_decisions"`
+	HitRate     float64 `json:"hit_rate"`
+	Ceiling     float64 `json:"ceiling"`
+	P50         float64 `json:"p50_ms"`
+	P95         float64 `json:"p95_ms"`
+	P99         float64 `json:"p99_ms"`
+	Throughput  float64 `json:"throughput_per_s"`
 }
 
 // WarmRate is the warm answers over every request sent: a request that
