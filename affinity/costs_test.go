@@ -64,9 +64,9 @@ func TestPickCostSoonest(t *testing.T) {
 			maxConc: 1, mode: affinity.ModeFal, cost: cost, primary: 1, outcome: affinity.OutcomeBusy},
 		{name: "long queue: load elsewhere", spec: []r{{hints: "m"}, {}}, jobs: [][]job{hits(11, "m")},
 			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 1, outcome: affinity.OutcomeBusy},
-		// 12 × 100 ms on the warm runner beats a load that evicts a model
-		// (1.1 s + 2 s) on a runner as full as any.
-		{name: "an eviction counts", spec: []r{{hints: "m"}, {hints: "x"}}, jobs: [][]job{hits(12, "m")},
+		// 35 × 100 ms on the warm runner beats a load that evicts a model
+		// (1.1 s + 3 loads) on a runner as full as any.
+		{name: "an eviction counts", spec: []r{{hints: "m"}, {hints: "x"}}, jobs: [][]job{hits(35, "m")},
 			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 0, outcome: affinity.OutcomeHit, queued: true},
 		// Before costs are measured a hit counts 100 ms and a load 400 ms (a
 		// tie goes to the warm runner).
