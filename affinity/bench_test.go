@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/switchyard/switchyard/affinity"
 	"github.com/switchyard/switchyard/registry"
@@ -34,6 +35,33 @@ func BenchmarkPick(b *testing.B) {
 				b.ReportAllocs()
 				for b.Loop() {
 					p.Pick(rs, 4, c.hint)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkPickSoonest is what a request pays under the default policy:
+// the pick, Begin and Done, with two jobs already on every runner.
+func BenchmarkPickSoonest(b *testing.B) {
+	cost := affinity.Cost{Hit: 100 * time.Millisecond, Miss: 500 * time.Millisecond}
+	for _, n := range []int{8, 64} {
+		for _, c := range []struct{ name, hint string }{
+			{"hit", "model-3"},
+			{"miss", "model-unknown"},
+		} {
+			b.Run(fmt.Sprintf("runners=%d/hint=%s", n, c.name), func(b *testing.B) {
+				rs, x := benchPool(b, n)
+				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeSoonest})
+				for i, r := range rs {
+					for j := range 2 {
+						p.Begin(affinity.Pick{Runners: []*registry.Runner{r}, Outcome: affinity.OutcomeHit}, fmt.Sprintf("model-%d", i+j*n), cost)
+					}
+				}
+				b.ReportAllocs()
+				for b.Loop() {
+					pk := p.PickCost(rs, 4, c.hint, cost)
+					p.Begin(pk, c.hint, cost).Done()
 				}
 			})
 		}
