@@ -196,18 +196,20 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	if x.cfg == nil {
 		return resp
 	}
-	// A response with a known length (or none) ends with its headers as far
-	// as the runner's work goes: free its slot now, before the client can
-	// send its next request. A streamed response keeps it until the end.
-	if h.GetEndOfStream() || hasHeader(h.GetHeaders(), "content-length") {
-		x.finish()
-	}
 	served := attribute(req, attrUpstreamAddress)
 	x.observeCost(served, h.GetHeaders())
 	hintsHeader := x.cfg.Hints.ResponseHeader
 	value, present := headerValue(h.GetHeaders(), hintsHeader)
 	if served != "" {
 		x.s.o.Hints.Report(served, value, present)
+	}
+	// A response with a known length (or none) ends with its headers as far
+	// as the runner's work goes: free its slot now, before the client can
+	// send its next request. A streamed response keeps it until the end.
+	// The runner's report comes first: a pick between the two would see
+	// neither the request's model on its way nor the runner holding it.
+	if h.GetEndOfStream() || hasHeader(h.GetHeaders(), "content-length") {
+		x.finish()
 	}
 	if present && !x.cfg.Responses.RunnerHints {
 		mut.RemoveHeaders = append(mut.RemoveHeaders, hintsHeader)
