@@ -162,11 +162,14 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 		hint = ""
 	}
 	limit := int64(max(maxConcurrency, 1))
-	seed := p.seed()
 	var key hintKey
 	if hint != "" {
 		key = p.idx.key(hint)
 	}
+	if mayWait && p.mode == ModeSoonest && hint != "" {
+		return p.soonest(runners, limit, key, cost)
+	}
+	seed := p.seed()
 
 	var top topK
 	holders, freeHolders := 0, 0
@@ -215,11 +218,6 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 	if top.n == 0 {
 		return Pick{Outcome: outcome}
 	}
-	if mayWait && p.mode == ModeSoonest && hint != "" {
-		if best, ok := p.soonest(runners, limit, key, cost); ok {
-			return best
-		}
-	}
 	n := top.n
 	if top.c[0].tier != tierBusy {
 		for n > 1 && top.c[n-1].tier == tierBusy {
@@ -247,8 +245,8 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 // of the model is loaded elsewhere once waiting would take longer. Ties go
 // by a hash of hint and runner, not at random: a model that has to be
 // loaded lands where it was before, as with consistent hashing, instead of
-// spreading copies over the pool. ok is false when there is nothing to rank.
-func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, cost Cost) (Pick, bool) {
+// spreading copies over the pool.
+func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, cost Cost) Pick {
 	c := estimate(cost)
 	type scored struct {
 		i     int
@@ -327,7 +325,7 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, c
 	}
 	b.mu.Unlock()
 	if n == 0 {
-		return Pick{}, false
+		return Pick{Outcome: OutcomeMiss}
 	}
 	out := make([]*registry.Runner, n)
 	for j := range out {
@@ -343,7 +341,7 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, c
 	default:
 		pick.Outcome = OutcomeMiss
 	}
-	return pick, true
+	return pick
 }
 
 // addrHash is FNV-1a of a runner address.
