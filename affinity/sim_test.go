@@ -12,51 +12,27 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/affinity"
+	"github.com/switchyard/switchyard/bench/workload"
 	"github.com/switchyard/switchyard/registry"
 )
 
 // simOptions shape a discrete-event simulation of one pool of GPU runners
-// (the routing-quality benchmark's workload, in virtual time): Poisson
-// arrivals, Zipf model popularity reversed half-way, runners with a few
-// model slots (LRU) serving max_concurrency requests at a time in arrival
-// order, and clients that give up after Timeout.
+// running the routing-quality workload in virtual time: runners with a
+// few model slots (LRU) serving max_concurrency requests at a time in
+// arrival order, and clients that give up after the shape's Timeout.
 type simOptions struct {
-	Runners, Slots, Models, Limit int
-	ZipfS                         float64
-	Load, Infer, Timeout          time.Duration
-	Duration                      time.Duration
-	Utilisation                   float64 // arrival rate over capacity (every request a hit)
-	Jitter                        float64 // each service time is scaled by a uniform factor in [1-Jitter, 1+Jitter]
-	Seed                          int64
+	workload.Shape
+	Utilisation float64 // arrival rate over capacity (every request a hit)
+	Jitter      float64 // each service time is scaled by a uniform factor in [1-Jitter, 1+Jitter]
 }
 
 func (o simOptions) withDefaults() simOptions {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
+	if o.Pools == 0 {
+		o.Pools = 1
 	}
-	def(&o.Runners, 4)
-	def(&o.Slots, 3)
-	def(&o.Models, 8)
-	def(&o.Limit, 1)
-	if o.ZipfS == 0 {
-		o.ZipfS = 1.1
-	}
-	if o.Load == 0 {
-		o.Load = 400 * time.Millisecond
-	}
-	if o.Infer == 0 {
-		o.Infer = 100 * time.Millisecond
-	}
-	if o.Timeout == 0 {
-		o.Timeout = 10 * o.Load
-	}
+	o.Shape.Defaults()
 	if o.Duration == 0 {
 		o.Duration = 60 * time.Second
-	}
-	if o.Seed == 0 {
-		o.Seed = 42
 	}
 	return o
 }
@@ -133,8 +109,8 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 		seq++
 		heap.Push(&events, simEvent{at: t, seq: seq, fn: fn})
 	}
-	runners := make([]*simRunner, o.Runners)
-	active := make([]*registry.Runner, o.Runners)
+	runners := make([]*simRunner, o.RunnersPerPool)
+	active := make([]*registry.Runner, o.RunnersPerPool)
 	for i := range runners {
 		runners[i] = &simRunner{r: &registry.Runner{Pool: "p", Address: fmt.Sprintf("10.0.0.1:%d", 9000+i)}}
 		active[i] = runners[i].r
@@ -167,11 +143,11 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 			}
 			start(q.runner)
 		} else {
-			lat = append(lat, o.Timeout)
+			lat = append(lat, o.Timeout())
 		}
 	}
 	start = func(sr *simRunner) {
-		for sr.running < o.Limit && len(sr.queue) > 0 {
+		for sr.running < o.MaxConcurrency && len(sr.queue) > 0 {
 			q := sr.queue[0]
 			sr.queue = sr.queue[1:]
 			if q.finished {
@@ -179,22 +155,22 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 			}
 			q.started = true
 			sr.running++
-			d := o.Infer
+			d := o.InferTime
 			if i := slices.Index(sr.lru, q.model); i >= 0 {
 				d = jitter(d)
 				res.Hits++
 				sr.lru = append(slices.Delete(sr.lru, i, i+1), q.model)
 			} else {
 				res.Misses++
-				d = jitter(d + o.Load)
+				d = jitter(d + o.LoadTime)
 				if len(sr.lru) == o.Slots {
 					sr.lru = sr.lru[1:]
 				}
 				sr.lru = append(sr.lru, q.model)
 			}
-			if now+d > q.arrived+o.Timeout {
+			if now+d > q.arrived+o.Timeout() {
 				// The client gives up first; the runner stops the request.
-				at(q.arrived+o.Timeout, func() {
+				at(q.arrived+o.Timeout(), func() {
 					sr.running--
 					finish(q, false)
 					start(sr)
@@ -205,7 +181,6 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 		}
 	}
 
-	rng := rand.New(rand.NewSource(o.Seed))
 	noise := rand.New(rand.NewSource(o.Seed + 1))
 	jitter = func(d time.Duration) time.Duration {
 		if o.Jitter == 0 {
@@ -213,28 +188,18 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 		}
 		return time.Duration(float64(d) * (1 - o.Jitter + 2*o.Jitter*noise.Float64()))
 	}
-	zipf := rand.NewZipf(rng, o.ZipfS, 1, uint64(o.Models-1))
-	rate := o.Utilisation * float64(o.Runners*o.Limit) / o.Infer.Seconds()
-	for t := time.Duration(0); ; {
-		t += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
-		if t >= o.Duration {
-			break
-		}
-		rank := int(zipf.Uint64())
-		if t >= o.Duration/2 {
-			rank = o.Models - 1 - rank
-		}
-		model := fmt.Sprintf("model-%02d", rank)
-		at(t, func() {
+	for _, r := range o.Sequence(o.Utilisation * o.Capacity()) {
+		model := r.Model
+		at(r.At, func() {
 			res.Requests++
 			cost := costs.Get("p")
-			pick := picker.PickCost(active, o.Limit, model, cost)
+			pick := picker.PickCost(active, o.MaxConcurrency, model, cost)
 			res.Outcomes[pick.Outcome]++
-			q := &simReq{model: model, arrived: now, outcome: pick.Outcome, free: pick.Runners[0].InFlight() < int64(o.Limit)}
+			q := &simReq{model: model, arrived: now, outcome: pick.Outcome, free: pick.Runners[0].InFlight() < int64(o.MaxConcurrency)}
 			q.job = picker.Begin(pick, model, cost)
 			q.runner = byAddr(pick.Runners[0].Address)
 			q.runner.queue = append(q.runner.queue, q)
-			at(now+o.Timeout, func() {
+			at(now+o.Timeout(), func() {
 				if !q.started {
 					finish(q, false)
 				}
@@ -263,7 +228,7 @@ func TestSimulatePolicies(t *testing.T) {
 		ok := map[affinity.Mode]float64{}
 		for _, m := range []affinity.Mode{affinity.ModeFal, affinity.ModeSwitchyard, affinity.ModeSoonest} {
 			for seed := int64(1); seed <= 4; seed++ {
-				r := simulate(simOptions{Utilisation: u, Seed: seed}, m)
+				r := simulate(simOptions{Shape: workload.Shape{Seed: seed}, Utilisation: u}, m)
 				t.Logf("%3.0f%% %-10s seed %d: %v", 100*u, m, seed, r)
 				hit[m] += r.HitRate() / 4
 				ok[m] += float64(r.OK) / float64(r.Requests) / 4
@@ -287,7 +252,7 @@ func TestSimulatePolicies(t *testing.T) {
 func TestSimulateJitter(t *testing.T) {
 	var hit, ok float64
 	for seed := int64(1); seed <= 4; seed++ {
-		r := simulate(simOptions{Utilisation: 0.95, Seed: seed, Jitter: 0.5}, affinity.ModeSoonest)
+		r := simulate(simOptions{Shape: workload.Shape{Seed: seed}, Utilisation: 0.95, Jitter: 0.5}, affinity.ModeSoonest)
 		t.Logf("seed %d: %v", seed, r)
 		hit += r.HitRate() / 4
 		ok += float64(r.OK) / float64(r.Requests) / 4

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"math/rand"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -23,6 +22,7 @@ import (
 
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
+	"github.com/switchyard/switchyard/bench/workload"
 	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/internal/netutil"
 	"github.com/switchyard/switchyard/simrunner"
@@ -49,49 +49,17 @@ var Policies = []Policy{
 	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySoonest, Default: true},
 }
 
-// Options shape the workload. Times are scaled down from real GPUs
-// (seconds of model load, hundreds of milliseconds of inference) keeping
-// their ratio, so a run takes minutes.
+// Options are the workload and the benchmark's runs of it.
 type Options struct {
-	Pools          int           `json:"pools"`
-	RunnersPerPool int           `json:"runners_per_pool"`
-	Slots          int           `json:"slots"`           // models a runner holds
-	Models         int           `json:"models_per_pool"` // distinct models per pool
-	ZipfS          float64       `json:"zipf_s"`
-	MaxConcurrency int           `json:"max_concurrency"` // per runner
-	LoadTime       time.Duration `json:"load_time"`
-	InferTime      time.Duration `json:"infer_time"`
-	Loads          []float64     `json:"loads"` // fractions of capacity
-	Duration       time.Duration `json:"duration"`
-	Seed           int64         `json:"seed"`
-	Policies       []Policy      `json:"-"`
-	Log            io.Writer     `json:"-"`
+	workload.Shape
+	Loads    []float64 `json:"loads"` // fractions of capacity
+	Policies []Policy  `json:"-"`
+	Log      io.Writer `json:"-"`
 }
 
 // Defaults fills the unset options.
 func (o *Options) Defaults(smoke bool) {
-	def := func(v *int, d int) {
-		if *v == 0 {
-			*v = d
-		}
-	}
-	def(&o.Pools, 2)
-	def(&o.RunnersPerPool, 4)
-	def(&o.Slots, 3)
-	def(&o.Models, 8)
-	def(&o.MaxConcurrency, 1)
-	if o.ZipfS == 0 {
-		o.ZipfS = 1.1
-	}
-	if o.LoadTime == 0 {
-		o.LoadTime = 400 * time.Millisecond
-	}
-	if o.InferTime == 0 {
-		o.InferTime = 100 * time.Millisecond
-	}
-	if o.Seed == 0 {
-		o.Seed = 42
-	}
+	o.Shape.Defaults()
 	if len(o.Policies) == 0 {
 		o.Policies = Policies
 	}
@@ -112,15 +80,6 @@ func (o *Options) Defaults(smoke bool) {
 	if o.Log == nil {
 		o.Log = io.Discard
 	}
-}
-
-// Timeout is how long a client waits for an answer.
-func (o Options) Timeout() time.Duration { return 10 * o.LoadTime }
-
-// Capacity is the request rate the runners serve when every request finds
-// its model loaded.
-func (o Options) Capacity() float64 {
-	return float64(o.Pools*o.RunnersPerPool*o.MaxConcurrency) / o.InferTime.Seconds()
 }
 
 // Run is one policy at one load.
@@ -165,47 +124,11 @@ type Result struct {
 	Runs     []Run   `json:"runs"`
 }
 
-// request is one pre-generated request of the sequence.
-type request struct {
-	at    time.Duration
-	pool  int
-	model string
-}
-
-// sequence generates the identical request list every policy gets:
-// Poisson arrivals at rate, a pool uniformly, a model by Zipf popularity;
-// half-way the popularity order of every pool's models is reversed.
-func sequence(o Options, rate float64) []request {
-	rng := rand.New(rand.NewSource(o.Seed))
-	zipf := rand.NewZipf(rng, o.ZipfS, 1, uint64(o.Models-1))
-	var out []request
-	for t := time.Duration(0); t < o.Duration; {
-		t += time.Duration(rng.ExpFloat64() / rate * float64(time.Second))
-		rank := int(zipf.Uint64())
-		if t >= o.Duration/2 {
-			rank = o.Models - 1 - rank
-		}
-		pool := rng.Intn(o.Pools)
-		out = append(out, request{at: t, pool: pool, model: fmt.Sprintf("p%d-model-%02d", pool, rank)})
-	}
-	return out
-}
-
-// ceiling is the best hit rate possible: every distinct model must be
-// loaded once (a compulsory miss).
-func ceiling(seq []request) float64 {
-	distinct := map[string]bool{}
-	for _, r := range seq {
-		distinct[r.model] = true
-	}
-	return 1 - float64(len(distinct))/float64(len(seq))
-}
-
 // Run runs every policy at every load.
 func RunAll(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Capacity: o.Capacity()}
 	for _, load := range o.Loads {
-		seq := sequence(o, load*o.Capacity())
+		seq := o.Sequence(load * o.Capacity())
 		for _, p := range o.Policies {
 			if err := ctx.Err(); err != nil {
 				return nil, err
@@ -222,7 +145,7 @@ func RunAll(ctx context.Context, o Options) (*Result, error) {
 	return res, nil
 }
 
-func runOne(ctx context.Context, o Options, p Policy, load float64, seq []request) (*Run, error) {
+func runOne(ctx context.Context, o Options, p Policy, load float64, seq []workload.Request) (*Run, error) {
 	dir, err := os.MkdirTemp("", "switchyard-quality-")
 	if err != nil {
 		return nil, err
@@ -253,9 +176,9 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []reques
 		}
 		r := seq[i]
 		t.Method = "POST"
-		t.URL = fmt.Sprintf("%s/p%d/generate", st.EdgeURL, r.pool)
-		t.Header = map[string][]string{"Content-Type": {"application/json"}, "X-Fal-Runner-Hint": {r.model}}
-		t.Body = []byte(fmt.Sprintf(`{"model": %q, "prompt": "a lighthouse", "width": 1024, "height": 1024}`, r.model))
+		t.URL = fmt.Sprintf("%s/p%d/generate", st.EdgeURL, r.Pool)
+		t.Header = map[string][]string{"Content-Type": {"application/json"}, "X-Fal-Runner-Hint": {r.Model}}
+		t.Body = []byte(fmt.Sprintf(`{"model": %q, "prompt": "a lighthouse", "width": 1024, "height": 1024}`, r.Model))
 		return nil
 	}
 	pacer := replay{seq: seq, rate: load * o.Capacity()}
@@ -275,7 +198,7 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []reques
 	}
 	m.Close()
 
-	run := &Run{Policy: p.Name, Default: p.Default, Load: load, Rate: load * o.Capacity(), Requests: int(m.Requests), Ceiling: ceiling(seq)}
+	run := &Run{Policy: p.Name, Default: p.Default, Load: load, Rate: load * o.Capacity(), Requests: int(m.Requests), Ceiling: workload.Ceiling(seq)}
 	run.OK = int(math.Round(m.Success * float64(m.Requests)))
 	run.WarmAnswers = warm
 	for _, r := range st.Runners {
@@ -320,7 +243,7 @@ func metric(adminURL, name string) float64 {
 
 // replay is a vegeta pacer that replays the pre-generated arrival times.
 type replay struct {
-	seq  []request
+	seq  []workload.Request
 	rate float64
 }
 
@@ -328,7 +251,7 @@ func (p replay) Pace(elapsed time.Duration, hits uint64) (time.Duration, bool) {
 	if hits >= uint64(len(p.seq)) {
 		return 0, true
 	}
-	return max(p.seq[hits].at-elapsed, 0), false
+	return max(p.seq[hits].At-elapsed, 0), false
 }
 
 func (p replay) Rate(time.Duration) float64 { return p.rate }
@@ -419,13 +342,13 @@ func (r *Result) targets(b *strings.Builder) {
 		if def == nil || len(others) == 0 {
 			continue
 		}
-		bestHit, bestSent, bestP99 := others[0], others[0], others[0]
+		bestHit, bestWarm, bestP99 := others[0], others[0], others[0]
 		for _, o := range others[1:] {
 			if o.HitRate > bestHit.HitRate {
 				bestHit = o
 			}
-			if o.WarmRate() > bestSent.WarmRate() {
-				bestSent = o
+			if o.WarmRate() > bestWarm.WarmRate() {
+				bestWarm = o
 			}
 			if o.P99 < bestP99.P99 {
 				bestP99 = o
@@ -442,7 +365,7 @@ func (r *Result) targets(b *strings.Builder) {
 		}
 		rows = append(rows,
 			fmt.Sprintf("| highest hit rate | %.0f%% | %.1f%% | %.1f%% (%s) | %s |", 100*load, 100*def.HitRate, 100*bestHit.HitRate, bestHit.Policy, yes(def.HitRate > bestHit.HitRate)),
-			fmt.Sprintf("| most warm answers | %.0f%% | %.1f%% | %.1f%% (%s) | %s |", 100*load, 100*def.WarmRate(), 100*bestSent.WarmRate(), bestSent.Policy, yes(def.WarmRate() > bestSent.WarmRate())),
+			fmt.Sprintf("| most warm answers | %.0f%% | %.1f%% | %.1f%% (%s) | %s |", 100*load, 100*def.WarmRate(), 100*bestWarm.WarmRate(), bestWarm.Policy, yes(def.WarmRate() > bestWarm.WarmRate())),
 			fmt.Sprintf("| lowest p99 | %.0f%% | %.0f ms | %.0f ms (%s) | %s |", 100*load, def.P99, bestP99.P99, bestP99.Policy, yes(def.P99 < bestP99.P99 && def.P99 < capMillis)),
 			fmt.Sprintf("| hit rate within %.0f points of the ceiling | %.0f%% | %.1f%% | ceiling %.1f%% | %s |", 100*ceilingMargin, 100*load, 100*def.HitRate, 100*def.Ceiling, yes(def.HitRate >= def.Ceiling-ceilingMargin)))
 	}

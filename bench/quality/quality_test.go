@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/bench/quality"
+	"github.com/switchyard/switchyard/bench/workload"
 	"github.com/switchyard/switchyard/envoy"
 )
 
@@ -16,8 +17,8 @@ func TestSmoke(t *testing.T) {
 		t.Fatalf("the routing-quality benchmark needs the real Envoy: %v", err)
 	}
 	o := quality.Options{
-		Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond, Loads: []float64{0.3},
-		Policies: []quality.Policy{quality.Policies[2], quality.Policies[6]},
+		Shape: workload.Shape{Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
+		Loads: []float64{0.3}, Policies: []quality.Policy{quality.Policies[2], quality.Policies[6]},
 	}
 	o.Defaults(true)
 	res, err := quality.RunAll(context.Background(), o)
