@@ -26,7 +26,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/switchyard/switchyard/envoy"
-	"github.com/switchyard/switchyard/internal/syncio"
+	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
 // envoyBin returns the Envoy binary or fails the test: the real-Envoy tests

@@ -11,9 +11,9 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
-	"github.com/switchyard/switchyard/affinity"
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/policy"
+	"github.com/switchyard/switchyard/internal/affinity"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 

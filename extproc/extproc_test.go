@@ -14,11 +14,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/switchyard/switchyard/affinity"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/extproc"
-	"github.com/switchyard/switchyard/policy"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/affinity"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/policy"
+	"github.com/switchyard/switchyard/internal/registry"
 )
 
 const testConfig = `

@@ -3,8 +3,8 @@ package extproc
 import (
 	"sync"
 
-	"github.com/switchyard/switchyard/bodyfields"
-	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/bodyfields"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 // fieldCache holds, for the config being served, each route's compiled

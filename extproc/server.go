@@ -16,9 +16,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/policy"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/policy"
+	"github.com/switchyard/switchyard/internal/registry"
 )
 
 // Decider is the routing policy.

@@ -29,9 +29,9 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/switchyard/switchyard/cli"
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/cli"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 // repoRoot is the checkout; go test runs in integration/.

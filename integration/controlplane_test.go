@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
 // twoPools is a config body with pools a and b and two routes whose

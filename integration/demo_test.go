@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/syncio"
+	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
 // `make demo` in a short mode: the demo config on free ports, 3 seconds of
 // load, a complete results table, a clean stop.
 func TestDemoShort(t *testing.T) {
-	raw, err := os.ReadFile("../demo/demo.yaml")
+	raw, err := os.ReadFile("../internal/dev/demo/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,8 +17,8 @@ import (
 
 	"go.yaml.in/yaml/v3"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
 // examplesDir holds one folder per documented scenario: switchyard.yaml,

@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
-	"github.com/switchyard/switchyard/internal/netutil"
-	"github.com/switchyard/switchyard/internal/syncio"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
+	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
 // switchyardBin is built once by TestMain from this checkout.

@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
 func TestConfigEdits(t *testing.T) {

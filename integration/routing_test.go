@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
 // poolsYAML renders pools: name → runners, with optional extra keys.

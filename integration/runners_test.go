@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
 // TestRunner is a simulated runner on a loopback port, serving in-process

@@ -16,7 +16,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/syncio"
+	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
 // `switchyard up` starts everything, serves traffic, and Ctrl-C stops

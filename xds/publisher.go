@@ -17,7 +17,7 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/switchyard/switchyard/metrics"
+	"github.com/switchyard/switchyard/internal/metrics"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 

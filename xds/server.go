@@ -11,7 +11,7 @@ import (
 	serverv3 "github.com/envoyproxy/go-control-plane/pkg/server/v3"
 	"google.golang.org/grpc"
 
-	"github.com/switchyard/switchyard/metrics"
+	"github.com/switchyard/switchyard/internal/metrics"
 )
 
 // Register serves ADS from the publisher's cache on g. Envoy's ACKs and

@@ -19,9 +19,9 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/metrics"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/metrics"
+	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds"
 	"github.com/switchyard/switchyard/xds/translate"
 )
@@ -30,7 +30,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 func resources(t *testing.T, extra ...registry.Endpoint) *translate.Resources {
 	t.Helper()
-	cfg, err := config.Load("../config/testdata/design.yaml")
+	cfg, err := config.Load("../internal/config/testdata/design.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}

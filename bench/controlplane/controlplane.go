@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
-	"github.com/switchyard/switchyard/stack"
+	"github.com/switchyard/switchyard/internal/dev/stack"
 )
 
 // Options shape the benchmark. Zero values take the defaults.

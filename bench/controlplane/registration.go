@@ -19,8 +19,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/switchyard/switchyard/config"
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 // Probing: a request through Envoy every probeInterval, at most

@@ -16,9 +16,9 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/netutil"
-	"github.com/switchyard/switchyard/simrunner"
-	"github.com/switchyard/switchyard/stack"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/stack"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 // The runner, the Go router app and the switchyard stack run as processes of

@@ -12,7 +12,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/switchyard/switchyard/internal/netutil"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 //go:embed routerapp/app.py

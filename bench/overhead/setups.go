@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
-	"github.com/switchyard/switchyard/internal/netutil"
-	"github.com/switchyard/switchyard/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 // Paths: how a request gets to the runner.

@@ -16,7 +16,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
-	"github.com/switchyard/switchyard/internal/netutil"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 //go:embed envoy-static.yaml

@@ -23,10 +23,10 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/switchyard/switchyard/bench/workload"
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/internal/netutil"
-	"github.com/switchyard/switchyard/simrunner"
-	"github.com/switchyard/switchyard/stack"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/dev/stack"
+	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 // Policy is one way of picking runners.

@@ -9,7 +9,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/switchyard/switchyard/cli"
+	"github.com/switchyard/switchyard/internal/cli"
 )
 
 func main() {

@@ -21,7 +21,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 const (

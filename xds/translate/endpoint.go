@@ -6,8 +6,8 @@ import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/registry"
 )
 
 // loadAssignment lists a pool's runners. Draining runners stay listed as

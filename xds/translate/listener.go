@@ -16,7 +16,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 // ExtProcMessageTimeout bounds each ext_proc exchange. Envoy's default of

@@ -10,7 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
-	"github.com/switchyard/switchyard/config"
+	"github.com/switchyard/switchyard/internal/config"
 )
 
 // RouteRetryOn are the failures Envoy retries on another runner of the same

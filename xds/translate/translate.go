@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/registry"
 )
 
 // Names shared with the ext_proc service and the Envoy bootstrap.

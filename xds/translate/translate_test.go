@@ -13,8 +13,8 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/switchyard/switchyard/config"
-	"github.com/switchyard/switchyard/registry"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 

@@ -219,7 +219,7 @@ func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
 		count, benchtime = "1", "100x"
 	}
 	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", count, "-benchtime", benchtime,
-		"./extproc", "./bodyfields", "./affinity"}
+		"./extproc", "./internal/bodyfields", "./internal/affinity"}
 	raw, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
 		return nil, "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, raw)
@@ -235,7 +235,7 @@ func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("benchstat: %w\n%s", err, stat)
 	}
-	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./bodyfields ./affinity`, summarised by "+
+	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./internal/bodyfields ./internal/affinity`, summarised by "+
 		"`go tool benchstat` (± is the 95%% confidence interval over the runs). `Decision*` is one whole request through "+
 		"the ext_proc server (headers, body when the route reads it, decision, response headers, stream end), in memory.\n\n```\n%s```\n",
 		count, stat)

@@ -1,0 +1,175 @@
+// Package admin is switchyard's admin HTTP API: health and readiness,
+// Prometheus metrics, debug views of the effective config and runners, and
+// runner registration (JSON). It holds no state; it calls the narrow
+// interfaces below.
+package admin
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/registry"
+)
+
+// Runners is what the API needs of the runner registry.
+type Runners interface {
+	Register(pool, address string, ttl time.Duration) (registry.Info, error)
+	Deregister(pool, address string) (registry.Info, error)
+	List() []registry.Info
+}
+
+// Options wire the handler to the rest of switchyard.
+type Options struct {
+	Runners  Runners
+	Hints    func(address string) []string // a runner's current hints
+	Config   func() *config.Config         // the config being served
+	Ready    func() bool                   // a snapshot has been published
+	XDS      func() any                    // xDS state for /debug/xds
+	Costs    func() any                    // learnt request costs for /debug/costs
+	Gatherer prometheus.Gatherer
+	Log      *slog.Logger
+}
+
+// maxBody bounds registration request bodies.
+const maxBody = 64 << 10
+
+// maxTTL keeps a typo from registering a runner for years.
+const maxTTL = 24 * time.Hour
+
+// Handler returns the admin API.
+func Handler(o Options) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		if !o.Ready() {
+			writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "no snapshot published yet"})
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, o.Config())
+	})
+	listRunners := func(w http.ResponseWriter, _ *http.Request) {
+		list := o.Runners.List()
+		out := make([]runnerJSON, len(list))
+		for i, r := range list {
+			out[i] = runnerJSON{Info: r, Hints: []string{}}
+			if o.Hints != nil {
+				if h := o.Hints(r.Address); h != nil {
+					out[i].Hints = h
+				}
+			}
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"runners": out})
+	}
+	mux.HandleFunc("GET /debug/runners", listRunners)
+	mux.HandleFunc("GET /v1/runners", listRunners)
+	mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, o.XDS())
+	})
+	mux.HandleFunc("GET /debug/costs", func(w http.ResponseWriter, _ *http.Request) {
+		if o.Costs == nil {
+			writeJSON(w, http.StatusOK, map[string]any{})
+			return
+		}
+		writeJSON(w, http.StatusOK, o.Costs())
+	})
+	mux.HandleFunc("PUT /v1/pools/{pool}/runners/{address}", func(w http.ResponseWriter, r *http.Request) {
+		ttl, err := readTTL(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		info, err := o.Runners.Register(r.PathValue("pool"), r.PathValue("address"), ttl)
+		if err != nil {
+			writeRegistryError(w, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, info)
+	})
+	mux.HandleFunc("DELETE /v1/pools/{pool}/runners/{address}", func(w http.ResponseWriter, r *http.Request) {
+		info, err := o.Runners.Deregister(r.PathValue("pool"), r.PathValue("address"))
+		if err != nil {
+			writeRegistryError(w, err)
+			return
+		}
+		o.Log.Info("runner draining", "pool", info.Pool, "address", info.Address)
+		writeJSON(w, http.StatusOK, info)
+	})
+	return mux
+}
+
+// runnerJSON is a runner as the API lists it.
+type runnerJSON struct {
+	registry.Info
+	Hints []string `json:"hints"`
+}
+
+type registration struct {
+	TTLSeconds *float64 `json:"ttl_seconds"`
+}
+
+// readTTL reads the optional {"ttl_seconds": N} body; no body means no TTL.
+func readTTL(r *http.Request) (time.Duration, error) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxBody+1))
+	if err != nil {
+		return 0, err
+	}
+	if len(body) > maxBody {
+		return 0, fmt.Errorf("body over %d bytes", maxBody)
+	}
+	if strings.TrimSpace(string(body)) == "" {
+		return 0, nil
+	}
+	dec := json.NewDecoder(strings.NewReader(string(body)))
+	dec.DisallowUnknownFields()
+	var reg registration
+	if err := dec.Decode(&reg); err != nil {
+		return 0, fmt.Errorf("invalid JSON body: %v", err)
+	}
+	if reg.TTLSeconds == nil {
+		return 0, nil
+	}
+	ttl := time.Duration(*reg.TTLSeconds * float64(time.Second))
+	if *reg.TTLSeconds <= 0 || ttl > maxTTL {
+		return 0, fmt.Errorf("ttl_seconds must be in (0, %d]", int(maxTTL.Seconds()))
+	}
+	return ttl, nil
+}
+
+func writeRegistryError(w http.ResponseWriter, err error) {
+	status := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, registry.ErrUnknownRunner):
+		status = http.StatusNotFound
+	case errors.Is(err, registry.ErrUnknownPool), errors.Is(err, registry.ErrBadAddress):
+		status = http.StatusBadRequest
+	}
+	writeError(w, status, err)
+}
+
+func writeError(w http.ResponseWriter, status int, err error) {
+	writeJSON(w, status, map[string]string{"error": err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
+}

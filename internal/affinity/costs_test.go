@@ -1,0 +1,148 @@
+package affinity_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/affinity"
+)
+
+func TestCostsLearn(t *testing.T) {
+	c := affinity.NewCosts()
+	for i := range 2 {
+		c.Observe("p", true, 100*time.Millisecond)
+		c.Observe("p", false, time.Second+time.Duration(i)*time.Millisecond)
+	}
+	if c.Get("p").Known() {
+		t.Fatal("known after 2 samples of each kind")
+	}
+	c.Observe("p", true, 100*time.Millisecond)
+	c.Observe("p", false, time.Second)
+	got := c.Get("p")
+	if !got.Known() || got.Hit != 100*time.Millisecond || got.Miss < time.Second || got.Miss > time.Second+5*time.Millisecond {
+		t.Fatalf("cost = %+v", got)
+	}
+	if c.Get("other").Known() {
+		t.Error("a pool with no samples has a known cost")
+	}
+}
+
+// job is a request dispatched to a runner before the pick under test: its
+// hint, and whether it was a hit there (cost.Hit) or a load (cost.Miss).
+type job struct {
+	hint string
+	hit  bool
+	done bool // it has ended (it only ordered the runner's recent hints)
+}
+
+// In ModeSoonest the pick is the runner expected to finish the request
+// first, from the jobs dispatched to each runner; fal's rule never waits.
+func TestPickCostSoonest(t *testing.T) {
+	cost := affinity.Cost{Hit: 100 * time.Millisecond, Miss: 1100 * time.Millisecond} // a load costs 1 s
+	hits := func(n int, hint string) []job {
+		var js []job
+		for range n {
+			js = append(js, job{hint: hint, hit: true})
+		}
+		return js
+	}
+	tests := []struct {
+		name    string
+		spec    []r
+		jobs    [][]job // per runner, dispatched in order
+		elapsed time.Duration
+		maxConc int
+		mode    affinity.Mode
+		cost    affinity.Cost
+		primary int
+		outcome affinity.Outcome
+		queued  bool
+	}{
+		{name: "short queue on the warm runner: wait", spec: []r{{hints: "m"}, {hints: "x"}}, jobs: [][]job{hits(2, "m")},
+			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 0, outcome: affinity.OutcomeHit, queued: true},
+		{name: "fal never waits", spec: []r{{hints: "m"}, {hints: "x"}}, jobs: [][]job{hits(2, "m")},
+			maxConc: 1, mode: affinity.ModeFal, cost: cost, primary: 1, outcome: affinity.OutcomeBusy},
+		{name: "long queue: load elsewhere", spec: []r{{hints: "m"}, {}}, jobs: [][]job{hits(11, "m")},
+			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 1, outcome: affinity.OutcomeBusy},
+		// 35 × 100 ms on the warm runner beats a load that evicts a model
+		// (1.1 s + 3 loads) on a runner as full as any.
+		{name: "an eviction counts", spec: []r{{hints: "m"}, {hints: "x"}}, jobs: [][]job{hits(35, "m")},
+			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 0, outcome: affinity.OutcomeHit, queued: true},
+		// Before costs are measured a hit counts 100 ms and a load 400 ms (a
+		// tie goes to the warm runner).
+		{name: "unknown costs: three ahead is shorter than a load", spec: []r{{hints: "m"}, {}}, jobs: [][]job{hits(3, "m")},
+			maxConc: 1, mode: affinity.ModeSoonest, primary: 0, outcome: affinity.OutcomeHit, queued: true},
+		{name: "unknown costs: five ahead is not", spec: []r{{hints: "m"}, {}}, jobs: [][]job{hits(5, "m")},
+			maxConc: 1, mode: affinity.ModeSoonest, primary: 1, outcome: affinity.OutcomeBusy},
+		// A load in progress makes the runner warm for the hint: 300 ms of
+		// it left, then 100 ms, beats a 1.1 s load elsewhere.
+		{name: "a model being loaded is warm", spec: []r{{}, {}}, jobs: [][]job{{{hint: "m"}}}, elapsed: 800 * time.Millisecond,
+			maxConc: 1, mode: affinity.ModeSoonest, cost: cost, primary: 0, outcome: affinity.OutcomeHit, queued: true},
+		{name: "the least loaded warm runner", spec: []r{{hints: "m"}, {hints: "m"}, {}}, jobs: [][]job{hits(3, "m"), hits(2, "m")},
+			maxConc: 2, mode: affinity.ModeSoonest, cost: cost, primary: 1, outcome: affinity.OutcomeHit, queued: true},
+		{name: "a free warm runner is a plain hit", spec: []r{{hints: "m"}, {hints: "m"}}, jobs: [][]job{hits(2, "m"), hits(1, "m")},
+			maxConc: 2, mode: affinity.ModeSoonest, cost: cost, primary: 1, outcome: affinity.OutcomeHit},
+		// The runner reported m among its three models (its slots), but m
+		// was sent there first and two loads are on their way: m will be
+		// gone when the request runs.
+		{name: "a model the loads ahead evict is cold", spec: []r{{hints: "m,a,b"}, {}},
+			jobs:    [][]job{{{hint: "m", hit: true, done: true}, {hint: "a", hit: true, done: true}, {hint: "b", hit: true, done: true}, {hint: "c"}, {hint: "d"}}},
+			maxConc: 4, mode: affinity.ModeSoonest, cost: cost, primary: 1, outcome: affinity.OutcomeMiss},
+		{name: "a model the loads ahead keep is warm", spec: []r{{hints: "m,a,b"}, {}},
+			jobs:    [][]job{{{hint: "a", hit: true, done: true}, {hint: "b", hit: true, done: true}, {hint: "m", hit: true, done: true}, {hint: "c"}, {hint: "d"}}},
+			maxConc: 4, mode: affinity.ModeSoonest, cost: cost, primary: 0, outcome: affinity.OutcomeHit},
+	}
+	for _, tt := range tests {
+		rs, idx := setup(t, tt.spec)
+		now := time.Unix(1000, 0)
+		p := affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: tt.mode, Now: func() time.Time { return now }})
+		for i, js := range tt.jobs {
+			for _, j := range js {
+				outcome := affinity.OutcomeMiss
+				if j.hit {
+					outcome = affinity.OutcomeHit
+				}
+				jb := p.Begin(affinity.Pick{Runners: rs[i : i+1], Outcome: outcome}, j.hint, tt.cost)
+				if j.done {
+					jb.Done()
+				}
+			}
+		}
+		now = now.Add(tt.elapsed)
+		got := p.PickCost(rs, tt.maxConc, "m", tt.cost)
+		if got.Runners[0] != rs[tt.primary] || got.Outcome != tt.outcome || got.Queued != tt.queued {
+			t.Errorf("%s: primary %v outcome %s queued %v; want runner %d, %s, %v",
+				tt.name, indices(rs, got.Runners[:1]), got.Outcome, got.Queued, tt.primary, tt.outcome, tt.queued)
+		}
+		if len(got.Runners) > 1 && got.Runners[1] == got.Runners[0] {
+			t.Errorf("%s: the primary is repeated as an alternative", tt.name)
+		}
+	}
+}
+
+// A Job counts its request in flight until Done, once however often Done is
+// called, and leaves no backlog behind.
+func TestJobDone(t *testing.T) {
+	rs, idx := setup(t, []r{{}, {}})
+	p := affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: affinity.ModeSoonest})
+	j := p.Begin(affinity.Pick{Runners: rs[:1], Outcome: affinity.OutcomeMiss}, "m", affinity.Cost{})
+	if rs[0].InFlight() != 1 {
+		t.Fatalf("in flight %d after Begin, want 1", rs[0].InFlight())
+	}
+	if got := p.PickCost(rs, 2, "m", affinity.Cost{}); got.Runners[0] != rs[0] || got.Outcome != affinity.OutcomeHit {
+		t.Errorf("a job for m in flight: pick %v %s, want runner 0 hit", indices(rs, got.Runners[:1]), got.Outcome)
+	}
+	j.Done()
+	j.Done()
+	if rs[0].InFlight() != 0 {
+		t.Fatalf("in flight %d after Done twice, want 0", rs[0].InFlight())
+	}
+	if got := p.PickCost(rs, 2, "m", affinity.Cost{}); got.Outcome != affinity.OutcomeMiss {
+		t.Errorf("no job and no report: outcome %s, want miss", got.Outcome)
+	}
+	var nilJob *affinity.Job
+	nilJob.Done()
+	if p.Begin(affinity.Pick{}, "m", affinity.Cost{}) != nil {
+		t.Error("Begin without a runner returned a job")
+	}
+}

@@ -1,0 +1,113 @@
+// Package cli is the switchyard command line: it parses arguments and runs
+// a subcommand. main only wires signals, so tests run Main itself.
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/server"
+)
+
+// ErrUsage is returned for bad arguments, after the usage is printed.
+var ErrUsage = errors.New("usage")
+
+// ErrInvalid is returned by validate for an invalid file, after its problems
+// are printed.
+var ErrInvalid = errors.New("invalid config")
+
+const usage = `switchyard routes GPU inference requests inside Envoy.
+
+Usage:
+  switchyard serve --config FILE     xDS control plane, ext_proc and admin API
+  switchyard validate FILE           check a config file; print every problem
+  switchyard up --config FILE [--simulate]
+                                     the local stack: serve + Envoy (+ simulated runners)
+  switchyard demo [--duration 30s]    the local stack with simulated runners and a workload
+  switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
+  switchyard help                    this text
+`
+
+// Main runs the command in args (without the program name).
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return ErrUsage
+	}
+	switch args[0] {
+	case "serve":
+		return serve(ctx, args[1:], stderr)
+	case "validate":
+		return validate(args[1:], stdout, stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "up":
+		return up(ctx, args[1:], stdout, stderr)
+	case "sim-runner":
+		return simRunner(ctx, args[1:], stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprintf(stderr, "unknown command %q\n\n%s", args[0], usage)
+	return ErrUsage
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	path := fs.String("config", "switchyard.yaml", "config file")
+	level := fs.String("log-level", "info", "debug, info, warn or error")
+	if err := fs.Parse(args); err != nil {
+		return ErrUsage
+	}
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(*level)); err != nil {
+		fmt.Fprintf(stderr, "bad --log-level %q\n", *level)
+		return ErrUsage
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: lv}))
+	err := server.Run(ctx, server.Options{ConfigPath: *path, Log: log})
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		printProblems(stderr, cerr)
+		return ErrInvalid
+	}
+	return err
+}
+
+func validate(args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("validate", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil || fs.NArg() != 1 {
+		fmt.Fprintln(stderr, "usage: switchyard validate FILE")
+		return ErrUsage
+	}
+	cfg, err := config.Load(fs.Arg(0))
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		printProblems(stderr, cerr)
+		return ErrInvalid
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d pools, %d routes)\n", cfg.File, len(cfg.Listeners), len(cfg.Pools), len(cfg.Routes))
+	return nil
+}
+
+func printProblems(w io.Writer, e *config.Error) {
+	var b strings.Builder
+	for _, p := range e.Problems {
+		b.WriteString(p.String())
+		b.WriteByte('\n')
+	}
+	fmt.Fprintf(&b, "%d problem(s)\n", len(e.Problems))
+	io.WriteString(w, b.String())
+}
