@@ -83,16 +83,14 @@ func newFixture(t testing.TB, yaml string) *fixture {
 	runners := registry.New(registry.Options{InFlightTracked: true})
 	runners.ApplyConfig(cfg)
 	hints := affinity.NewIndex(affinity.IndexOptions{})
-	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints})
-	engine := policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{
-		config.PolicySwitchyard: picker, config.PolicyFal: picker,
-		config.PolicySoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
+	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeLoadingMarks})
+	engine := policy.New(policy.Options{Runners: runners, Hints: hints, Pickers: map[config.HintPolicy]policy.Picker{
+		config.HintLoadingMarks: picker, config.HintFal: picker,
+		config.HintSoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
 	}})
 	srv := extproc.New(extproc.Options{
 		Config:  func() *config.Config { return cfg },
-		Decider: engine,
-		Hints:   hints,
-		Runners: runners,
+		Policy:  engine,
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics: extproc.NewMetrics(prometheus.NewRegistry()),
 	})

@@ -9,12 +9,12 @@ import (
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
 	"google.golang.org/protobuf/types/known/structpb"
 
-	"github.com/switchyard/switchyard/xds/translate"
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 // attribute reads an attribute Envoy sent with the message.
 func attribute(req *extprocv3.ProcessingRequest, key string) string {
-	s := req.GetAttributes()[filterName]
+	s := req.GetAttributes()[contract.ExtProcFilterName]
 	if s == nil {
 		return ""
 	}
@@ -66,8 +66,8 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 // picker protocol's namespace and key.
 func endpointMetadata(list string) *structpb.Struct {
 	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		translate.LBNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			translate.EndpointKey: structpb.NewStringValue(list),
+		contract.LBNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			contract.EndpointKey: structpb.NewStringValue(list),
 		}}),
 	}}
 }

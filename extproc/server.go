@@ -1,7 +1,14 @@
 // Package extproc owns the ext_proc gRPC protocol with Envoy: the stream
-// loop, the order of phases, and turning a policy decision into header
-// mutations, dynamic metadata and immediate responses. Routing decisions
-// belong to package policy; extproc never decides anything itself.
+// loop, the order of phases, and translating between ext_proc messages and
+// the policy's API — a request into a policy.Request, a decision into
+// header mutations, dynamic metadata and immediate responses, response
+// headers into a policy.Response. What is decided, and what is learnt from
+// a response, belongs to package policy; extproc decides and learns nothing
+// itself.
+//
+//	Envoy ──(ext_proc gRPC)──▶ extproc ──▶ policy (decide, dispatch, respond, end)
+//
+// The names both ends of the wire must agree on are in package contract.
 package extproc
 
 import (
@@ -9,7 +16,6 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -18,36 +24,21 @@ import (
 
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/policy"
-	"github.com/switchyard/switchyard/internal/registry"
 )
 
-// Decider is the routing policy.
-type Decider interface {
+// Policy is the routing policy: it decides, and follows each dispatched
+// request to its end (policy.Engine).
+type Policy interface {
 	Decide(cfg *config.Config, route *config.Route, req policy.Request) (policy.Decision, error)
-}
-
-// HintReporter learns the hints a runner reports on its responses.
-type HintReporter interface {
-	Report(addr, header string, present bool)
-}
-
-// CostObserver learns how long requests take, hits and misses apart.
-type CostObserver interface {
-	Observe(pool string, hit bool, d time.Duration)
-}
-
-// RunnerLookup finds a registered runner.
-type RunnerLookup interface {
-	Runner(pool, address string) (*registry.Runner, bool)
+	Dispatch(cfg *config.Config, d policy.Decision) *policy.Flight
+	// Observe learns from a response to a request no Flight follows.
+	Observe(r policy.Response)
 }
 
 // Options wire the server to the rest of switchyard.
 type Options struct {
 	Config  func() *config.Config
-	Decider Decider
-	Hints   HintReporter
-	Runners RunnerLookup
-	Costs   CostObserver // optional
+	Policy  Policy
 	Log     *slog.Logger
 	Metrics *Metrics
 }
@@ -74,7 +65,7 @@ func Register(g *grpc.Server, o Options) *Server {
 // runner's in-flight count taken at the decision is given back.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	x := &exchange{s: s, cfg: s.o.Config()}
-	defer x.finish()
+	defer func() { x.flight.End() }()
 	for {
 		req, err := stream.Recv()
 		if err != nil {

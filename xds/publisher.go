@@ -17,7 +17,6 @@ import (
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/switchyard/switchyard/internal/metrics"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 
@@ -33,7 +32,7 @@ func (sameForAll) ID(*corev3.Node) string { return nodeGroup }
 type Publisher struct {
 	cache   cachev3.SnapshotCache
 	log     *slog.Logger
-	metrics *metrics.Metrics
+	metrics *Metrics
 	boot    string // makes versions unique across restarts
 
 	mu       sync.Mutex
@@ -45,7 +44,7 @@ type Publisher struct {
 }
 
 // NewPublisher makes a publisher; its Cache is what the ADS server serves.
-func NewPublisher(log *slog.Logger, m *metrics.Metrics) *Publisher {
+func NewPublisher(log *slog.Logger, m *Metrics) *Publisher {
 	return &Publisher{
 		cache:    cachev3.NewSnapshotCache(true, sameForAll{}, cacheLogger{log}),
 		log:      log,

@@ -20,24 +20,22 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/metrics"
-	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 
 var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
-func resources(t *testing.T, extra ...registry.Endpoint) *translate.Resources {
+func resources(t *testing.T, extra ...translate.Endpoint) *translate.Resources {
 	t.Helper()
 	cfg, err := config.Load("../internal/config/testdata/design.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
-	eps := map[string][]registry.Endpoint{}
+	eps := map[string][]translate.Endpoint{}
 	for _, p := range cfg.Pools {
 		for _, a := range p.Runners {
-			eps[p.Name] = append(eps[p.Name], registry.Endpoint{Address: a})
+			eps[p.Name] = append(eps[p.Name], translate.Endpoint{Address: a})
 		}
 	}
 	eps["a100"] = append(eps["a100"], extra...)
@@ -49,7 +47,7 @@ func resources(t *testing.T, extra ...registry.Endpoint) *translate.Resources {
 }
 
 func TestPublishVersionsChangeOnlyWithContent(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
+	m := xds.NewMetrics(prometheus.NewRegistry())
 	p := xds.NewPublisher(quiet, m)
 	ctx := context.Background()
 	if err := p.Publish(ctx, resources(t)); err != nil {
@@ -61,7 +59,7 @@ func TestPublishVersionsChangeOnlyWithContent(t *testing.T) {
 		t.Fatal("not ready after the first publish")
 	}
 	v1 := p.Versions()
-	if err := p.Publish(ctx, resources(t, registry.Endpoint{Address: "10.9.9.9:80"})); err != nil {
+	if err := p.Publish(ctx, resources(t, translate.Endpoint{Address: "10.9.9.9:80"})); err != nil {
 		t.Fatal(err)
 	}
 	v2 := p.Versions()
@@ -72,7 +70,7 @@ func TestPublishVersionsChangeOnlyWithContent(t *testing.T) {
 		}
 	}
 	// Another process (a restart) never reuses a version.
-	other := xds.NewPublisher(quiet, metrics.New(prometheus.NewRegistry()))
+	other := xds.NewPublisher(quiet, xds.NewMetrics(prometheus.NewRegistry()))
 	if err := other.Publish(ctx, resources(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +82,7 @@ func TestPublishVersionsChangeOnlyWithContent(t *testing.T) {
 }
 
 func TestInvalidSnapshotKeepsLastGood(t *testing.T) {
-	m := metrics.New(prometheus.NewRegistry())
+	m := xds.NewMetrics(prometheus.NewRegistry())
 	p := xds.NewPublisher(quiet, m)
 	ctx := context.Background()
 	if err := p.Publish(ctx, resources(t)); err != nil {
@@ -119,7 +117,7 @@ func TestInvalidSnapshotKeepsLastGood(t *testing.T) {
 // A real ADS client stream: the server answers, and a NACK is counted.
 func TestNackIsCounted(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
+	m := xds.NewMetrics(reg)
 	p := xds.NewPublisher(quiet, m)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -127,7 +125,7 @@ func TestNackIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := grpc.NewServer()
-	xds.Register(ctx, g, p, quiet, m)
+	xds.Register(g, xds.ServerOptions{Context: ctx, Publisher: p, Log: quiet, Metrics: m})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -164,16 +162,16 @@ func TestNackIsCounted(t *testing.T) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	for testutil.ToFloat64(m.XDSNacks.WithLabelValues("Cluster")) != 1 {
+	for testutil.ToFloat64(m.Nacks.WithLabelValues("Cluster")) != 1 {
 		if time.Now().After(deadline) {
 			t.Fatal("NACK not counted")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if got := testutil.ToFloat64(m.XDSClients); got != 1 {
+	if got := testutil.ToFloat64(m.Clients); got != 1 {
 		t.Errorf("connected clients = %v, want 1", got)
 	}
-	if got := testutil.ToFloat64(m.XDSPushes.WithLabelValues("Cluster")); got < 1 {
+	if got := testutil.ToFloat64(m.Pushes.WithLabelValues("Cluster")); got < 1 {
 		t.Errorf("pushes = %v, want ≥ 1", got)
 	}
 }

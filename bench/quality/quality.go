@@ -31,11 +31,11 @@ import (
 
 // Policy is one way of picking runners.
 type Policy struct {
-	Name              string `json:"name"`
-	LoadBalancer      string `json:"load_balancer"` // the pools' load_balancer.policy
-	HashBalanceFactor int    `json:"hash_balance_factor,omitempty"`
-	HintPolicy        string `json:"hint_policy,omitempty"` // hints.policy when switchyard picks
-	Default           bool   `json:"default,omitempty"`     // switchyard's default: the one the targets are about
+	Name              string            `json:"name"`
+	LoadBalancer      config.Balancer   `json:"load_balancer"` // the pools' load_balancer.policy
+	HashBalanceFactor int               `json:"hash_balance_factor,omitempty"`
+	HintPolicy        config.HintPolicy `json:"hint_policy,omitempty"` // hints.policy when switchyard picks
+	Default           bool              `json:"default,omitempty"`     // switchyard's default: the one the targets are about
 }
 
 // Policies are the alternatives a user would pick from, and switchyard.
@@ -44,9 +44,9 @@ var Policies = []Policy{
 	{Name: "Envoy least_request", LoadBalancer: config.LBLeastRequest},
 	{Name: "Envoy ring_hash on the hint", LoadBalancer: config.LBRingHash},
 	{Name: "Envoy maglev, bounded load 150", LoadBalancer: config.LBMaglev, HashBalanceFactor: 150},
-	{Name: "switchyard, fal's rule", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicyFal},
-	{Name: "switchyard, loading marks", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySwitchyard},
-	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBSwitchyard, HintPolicy: config.PolicySoonest, Default: true},
+	{Name: "switchyard, fal's rule", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintFal},
+	{Name: "switchyard, loading marks", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintLoadingMarks},
+	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Default: true},
 }
 
 // Options are the workload and the benchmark's runs of it.
@@ -270,7 +270,7 @@ func configFor(o Options, p Policy) string {
 		for range o.RunnersPerPool {
 			runners = append(runners, fmt.Sprintf("{address: 127.0.0.1:%d}", freePort()))
 		}
-		lb := "{policy: " + p.LoadBalancer
+		lb := "{policy: " + string(p.LoadBalancer)
 		if p.HashBalanceFactor > 0 {
 			lb += fmt.Sprintf(", hash_balance_factor: %d", p.HashBalanceFactor)
 		}

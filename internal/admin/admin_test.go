@@ -16,11 +16,19 @@ import (
 
 	"github.com/switchyard/switchyard/internal/admin"
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/metrics"
+	"github.com/switchyard/switchyard/internal/configwatch"
 	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/xds"
 )
 
-func setup(t *testing.T) (*httptest.Server, *atomic.Bool, *prometheus.Registry, *metrics.Metrics) {
+// metricsOfOwners are the metrics of the packages that own them, on one
+// registry, as the server has them.
+type metricsOfOwners struct {
+	config *configwatch.Metrics
+	xds    *xds.Metrics
+}
+
+func setup(t *testing.T) (*httptest.Server, *atomic.Bool, *prometheus.Registry, metricsOfOwners) {
 	t.Helper()
 	cfg, err := config.Parse("t.yaml", []byte(`
 listeners: [{name: l, address: 127.0.0.1, port: 10000}]
@@ -33,8 +41,8 @@ routes: [{name: r, match: {prefix: /}, rules: [{when: 'body.width > 10', pool: b
 	runners := registry.New(registry.Options{})
 	runners.ApplyConfig(cfg)
 	reg := prometheus.NewRegistry()
-	m := metrics.New(reg)
-	metrics.RegisterRunners(reg, runners)
+	m := metricsOfOwners{config: configwatch.NewMetrics(reg), xds: xds.NewMetrics(reg)}
+	registry.RegisterMetrics(reg, runners)
 	var ready atomic.Bool
 	srv := httptest.NewServer(admin.Handler(admin.Options{
 		Runners: runners,
@@ -140,10 +148,10 @@ func TestMetricsExposition(t *testing.T) {
 	srv, _, reg, m := setup(t)
 	call(t, srv, "PUT", "/v1/pools/b/runners/10.0.0.9:8000", "")
 	call(t, srv, "DELETE", "/v1/pools/a/runners/10.0.0.1:80", "")
-	m.ConfigReloads.WithLabelValues("ok").Inc()
-	m.ConfigReloads.WithLabelValues("error").Add(2)
-	m.XDSNacks.WithLabelValues("Cluster").Inc()
-	m.XDSClients.Set(1)
+	m.config.Reloads.WithLabelValues("ok").Inc()
+	m.config.Reloads.WithLabelValues("error").Add(2)
+	m.xds.Nacks.WithLabelValues("Cluster").Inc()
+	m.xds.Clients.Set(1)
 	want := `
 # HELP switchyard_config_reloads_total Config file loads by result (ok, error). An error keeps the last good config serving.
 # TYPE switchyard_config_reloads_total counter

@@ -70,7 +70,7 @@ func BenchmarkPickSoonest(b *testing.B) {
 
 func BenchmarkPickParallel(b *testing.B) {
 	rs, x := benchPool(b, 64)
-	p := affinity.NewPicker(affinity.PickerOptions{Index: x})
+	p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeLoadingMarks})
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {

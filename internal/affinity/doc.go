@@ -14,7 +14,7 @@
 //     first, from the work it has sent each runner (Begin, Job.Done) and
 //     what each runner will hold when the request runs; ModeFal follows
 //     fal's rule (a non-busy runner holding the hint, else any non-busy
-//     runner, never waiting); ModeSwitchyard adds loading marks to it.
+//     runner, never waiting); ModeLoadingMarks adds loading marks to it.
 //
 // The package is plain Go: it knows nothing of gRPC, HTTP or Envoy. It
 // reads the registry's runners and counts requests in flight on them

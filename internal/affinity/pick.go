@@ -6,6 +6,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/contract"
 	"github.com/switchyard/switchyard/internal/registry"
 )
 
@@ -13,30 +14,29 @@ import (
 type Mode string
 
 const (
-	// ModeSwitchyard is fal's rule plus loading marks: the runner a miss or
-	// a busy hint is sent to is marked as loading the hint, so the requests
-	// that follow for it go there (while it is not busy) instead of each
-	// cold-loading the model on another runner. The default.
-	ModeSwitchyard Mode = "switchyard"
+	// ModeLoadingMarks is fal's rule plus loading marks: the runner a miss
+	// or a busy hint is sent to is marked as loading the hint, so the
+	// requests that follow for it go there (while it is not busy) instead
+	// of each cold-loading the model on another runner.
+	ModeLoadingMarks Mode = "loading_marks"
 	// ModeFal is fal's rule as documented: hints are only what runners
 	// report after their responses.
 	ModeFal Mode = "fal"
 	// ModeSoonest sends a hinted request to the runner expected to finish
 	// it first, from the jobs (Begin) the Picker has sent each runner:
 	// waiting for a busy warm runner when that is quicker than a model load
-	// elsewhere (see PickCost). Switchyard's default hint policy.
+	// elsewhere (see PickCost).
 	ModeSoonest Mode = "soonest"
 )
 
-// ParseMode validates a mode name; "" is ModeSwitchyard.
+// ParseMode validates a mode name. There is no default here: the default
+// hint policy is the config's (config.DefaultHintPolicy).
 func ParseMode(s string) (Mode, error) {
 	switch m := Mode(s); m {
-	case "":
-		return ModeSwitchyard, nil
-	case ModeSwitchyard, ModeFal, ModeSoonest:
+	case ModeLoadingMarks, ModeFal, ModeSoonest:
 		return m, nil
 	}
-	return "", fmt.Errorf("unknown hint mode %q: want %q, %q or %q", s, ModeSwitchyard, ModeFal, ModeSoonest)
+	return "", fmt.Errorf("unknown hint mode %q: want %q, %q or %q", s, ModeSoonest, ModeFal, ModeLoadingMarks)
 }
 
 // Outcome says how a request's hint was served. Its values are sent to
@@ -50,8 +50,9 @@ const (
 	OutcomeNone Outcome = "none" // the request has no (valid) hint
 )
 
-// MaxAlternatives is how many retry alternatives follow the primary runner.
-const MaxAlternatives = 2
+// MaxAlternatives is how many retry alternatives follow the primary runner:
+// as many as Envoy's route retries (contract.RunnerAlternatives).
+const MaxAlternatives = contract.RunnerAlternatives
 
 // Pick is the choice for one request.
 type Pick struct {
@@ -68,8 +69,8 @@ type Pick struct {
 type PickerOptions struct {
 	// Index holds the runners' hints; a new default Index when nil.
 	Index *Index
-	// Mode is ModeSwitchyard when empty. Any other value than the Mode
-	// constants panics: validate user input with ParseMode.
+	// Mode is required: any other value than the Mode constants panics
+	// (validate user input with ParseMode).
 	Mode Mode
 	// Rand breaks ties between equally good runners, so that load spreads.
 	// When nil, the runtime's generator is used. A Source is not safe for
@@ -139,7 +140,7 @@ func (p *Picker) Mode() Mode { return p.mode }
 //
 // Pick does not count the request in flight: the caller calls Acquire on the
 // runner it dispatches to (and Release when the response ends). In
-// ModeSwitchyard a miss or busy outcome marks the primary as loading the
+// ModeLoadingMarks a miss or busy outcome marks the primary as loading the
 // hint (Index.MarkLoading).
 //
 // Pick is O(len(runners)) with a constant-size working set; it allocates
@@ -228,7 +229,7 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 	for j := range out {
 		out[j] = runners[top.c[j].i]
 	}
-	if p.mode == ModeSwitchyard && (outcome == OutcomeMiss || outcome == OutcomeBusy) {
+	if p.mode == ModeLoadingMarks && (outcome == OutcomeMiss || outcome == OutcomeBusy) {
 		p.idx.MarkLoading(out[0].Address, hint)
 	}
 	return Pick{Runners: out, Outcome: outcome}

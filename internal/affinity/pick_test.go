@@ -134,7 +134,7 @@ func TestPick(t *testing.T) {
 			[]int{1}, affinity.OutcomeNone},
 	}
 	for _, tt := range tests {
-		for _, mode := range []affinity.Mode{affinity.ModeFal, affinity.ModeSwitchyard} {
+		for _, mode := range []affinity.Mode{affinity.ModeFal, affinity.ModeLoadingMarks} {
 			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
 				rs, x := setup(t, tt.runners)
 				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: mode, Rand: rand.NewPCG(1, 2)})
@@ -160,7 +160,7 @@ func TestPick(t *testing.T) {
 				}
 				primary := tt.runners[tt.want[0]]
 				held := strings.Contains(","+primary.hints+",", ","+tt.hint+",")
-				wantHas := held || mode == affinity.ModeSwitchyard && (got.Outcome == affinity.OutcomeMiss || got.Outcome == affinity.OutcomeBusy)
+				wantHas := held || mode == affinity.ModeLoadingMarks && (got.Outcome == affinity.OutcomeMiss || got.Outcome == affinity.OutcomeBusy)
 				if tt.hint != "" && affinity.ValidHint(tt.hint) && x.Has(got.Runners[0].Address, tt.hint) != wantHas {
 					t.Errorf("Has(primary, %q) = %v, want %v", tt.hint, !wantHas, wantHas)
 				}
@@ -212,7 +212,7 @@ func TestPickTiesAreRandom(t *testing.T) {
 func TestPickDeterministicRand(t *testing.T) {
 	rs, x := setup(t, []r{{0, ""}, {0, ""}, {0, ""}, {0, ""}, {0, ""}})
 	run := func(src rand.Source) []int {
-		p := affinity.NewPicker(affinity.PickerOptions{Index: x, Rand: src})
+		p := affinity.NewPicker(affinity.PickerOptions{Index: x, Rand: src, Mode: affinity.ModeLoadingMarks})
 		var out []int
 		for range 20 {
 			out = append(out, indices(rs, p.Pick(rs, 1, "").Runners)...)
@@ -239,7 +239,7 @@ func TestBurstForNewModel(t *testing.T) {
 		wantOutcomes []affinity.Outcome
 	}{
 		{affinity.ModeFal, maxConc, []affinity.Outcome{"miss", "miss", "miss", "miss", "miss"}},
-		{affinity.ModeSwitchyard, 1, []affinity.Outcome{"miss", "hit", "hit", "hit", "busy"}},
+		{affinity.ModeLoadingMarks, 1, []affinity.Outcome{"miss", "hit", "hit", "hit", "busy"}},
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.mode), func(t *testing.T) {
@@ -253,7 +253,7 @@ func TestBurstForNewModel(t *testing.T) {
 				outcomes = append(outcomes, pk.Outcome)
 				if i < maxConc {
 					used[pk.Runners[0]] = true
-				} else if used[pk.Runners[0]] && tt.mode == affinity.ModeSwitchyard {
+				} else if used[pk.Runners[0]] && tt.mode == affinity.ModeLoadingMarks {
 					t.Error("request past max_concurrency went to the busy loading runner")
 				}
 			}
@@ -268,23 +268,26 @@ func TestBurstForNewModel(t *testing.T) {
 }
 
 func TestParseMode(t *testing.T) {
-	for in, want := range map[string]affinity.Mode{"": affinity.ModeSwitchyard, "switchyard": affinity.ModeSwitchyard, "fal": affinity.ModeFal} {
+	for in, want := range map[string]affinity.Mode{"loading_marks": affinity.ModeLoadingMarks, "fal": affinity.ModeFal, "soonest": affinity.ModeSoonest} {
 		if got, err := affinity.ParseMode(in); err != nil || got != want {
 			t.Errorf("ParseMode(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
-	if _, err := affinity.ParseMode("FAL"); err == nil {
-		t.Error("ParseMode(FAL) did not fail")
+	// The one default hint policy is the config's: no mode is implied here.
+	for _, in := range []string{"FAL", "", "switchyard"} {
+		if _, err := affinity.ParseMode(in); err == nil {
+			t.Errorf("ParseMode(%q) did not fail", in)
+		}
 	}
-	if p := affinity.NewPicker(affinity.PickerOptions{}); p.Mode() != affinity.ModeSwitchyard || p.Index() == nil {
-		t.Errorf("default picker: mode %q, index %v", p.Mode(), p.Index())
+	if p := affinity.NewPicker(affinity.PickerOptions{Mode: affinity.ModeFal}); p.Mode() != affinity.ModeFal || p.Index() == nil {
+		t.Errorf("picker without an index: mode %q, index %v", p.Mode(), p.Index())
 	}
 }
 
 // Reports, loading marks and picks race freely; run with -race.
 func TestPickConcurrent(t *testing.T) {
 	rs, x := setup(t, make([]r, 16))
-	p := affinity.NewPicker(affinity.PickerOptions{Index: x, Rand: rand.NewPCG(1, 1)})
+	p := affinity.NewPicker(affinity.PickerOptions{Index: x, Rand: rand.NewPCG(1, 1), Mode: affinity.ModeLoadingMarks})
 	var wg sync.WaitGroup
 	for w := range 4 {
 		wg.Go(func() { // request path: pick, acquire, release

@@ -98,6 +98,9 @@ func validate(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintf(stderr, "warning: %s\n", w)
+	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d pools, %d routes)\n", cfg.File, len(cfg.Listeners), len(cfg.Pools), len(cfg.Routes))
 	return nil
 }

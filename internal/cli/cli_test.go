@@ -53,6 +53,21 @@ func TestValidate(t *testing.T) {
 	}
 }
 
+// A deprecated name is valid, with a warning that names its place.
+func TestValidateWarnsOfDeprecatedNames(t *testing.T) {
+	old := write(t, "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\nhints: {policy: switchyard}\npools: [{name: a}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: a}]}]\n")
+	var out, errOut bytes.Buffer
+	if err := cli.Main(context.Background(), []string{"validate", old}, &out, &errOut); err != nil {
+		t.Fatalf("a deprecated name made the file invalid: %v\n%s", err, errOut.String())
+	}
+	if want := "warning: " + old + `:2: hints.policy: "switchyard" is deprecated`; !strings.Contains(errOut.String(), want) {
+		t.Errorf("stderr lacks %q:\n%s", want, errOut.String())
+	}
+	if !strings.Contains(out.String(), "ok (1 listeners, 1 pools, 1 routes)") {
+		t.Errorf("stdout %q", out.String())
+	}
+}
+
 func TestUsage(t *testing.T) {
 	var out, errOut bytes.Buffer
 	for _, args := range [][]string{nil, {"frobnicate"}, {"validate"}} {

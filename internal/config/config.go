@@ -26,14 +26,24 @@ const (
 	MaxMaxBodyBytes     = 64 << 20
 )
 
+// HintPolicy says how a pool's runners are ranked for a request with a hint
+// (hints.policy).
+type HintPolicy string
+
 // Hint policies.
 const (
-	// PolicySoonest is the default: in the routing-quality benchmark it
-	// has the highest hit rate at every load (BENCHMARKS.md).
-	PolicySoonest    = "soonest"    // the runner expected to finish the request first, from the work switchyard has sent each runner
-	PolicyFal        = "fal"        // fal's rule as written: a non-busy runner with the hint, else any non-busy runner
-	PolicySwitchyard = "switchyard" // fal's rule, plus remembering which runner is loading which hint
+	HintSoonest      HintPolicy = "soonest"       // the runner expected to finish the request first, from the work switchyard has sent each runner
+	HintFal          HintPolicy = "fal"           // fal's rule as written: a non-busy runner with the hint, else any non-busy runner
+	HintLoadingMarks HintPolicy = "loading_marks" // fal's rule, plus remembering which runner is loading which hint
+
+	// DefaultHintPolicy is the one default: in the routing-quality
+	// benchmark soonest has the highest hit rate at every load
+	// (BENCHMARKS.md).
+	DefaultHintPolicy = HintSoonest
 )
+
+// HintPolicies lists every hint policy, the default first.
+var HintPolicies = []HintPolicy{HintSoonest, HintFal, HintLoadingMarks}
 
 // OnInvalidBody values.
 const (
@@ -52,6 +62,9 @@ type Config struct {
 	Responses Responses  `json:"responses"`
 	Pools     []Pool     `json:"pools"`
 	Routes    []Route    `json:"routes"`
+	// Warnings are what validate and the server's log report of a valid
+	// file: deprecated names.
+	Warnings []Problem `json:"-"`
 }
 
 // Responses says what switchyard adds to or keeps from responses.
@@ -80,9 +93,9 @@ type Server struct {
 }
 
 type Hints struct {
-	RequestHeaders []string `json:"request_headers"`
-	ResponseHeader string   `json:"response_header"`
-	Policy         string   `json:"policy"`
+	RequestHeaders []string   `json:"request_headers"`
+	ResponseHeader string     `json:"response_header"`
+	Policy         HintPolicy `json:"policy"`
 }
 
 type Pool struct {
@@ -95,20 +108,39 @@ type Pool struct {
 // LoadBalancer says who picks a pool's runner: switchyard (hint affinity,
 // busy runners avoided) or one of Envoy's own balancers.
 type LoadBalancer struct {
-	Policy string `json:"policy"`
+	Policy Balancer `json:"policy"`
 	// HashBalanceFactor bounds the load of consistent hashing (maglev,
 	// ring_hash): no runner gets more than factor/100 of the average.
 	// 0 means unbounded.
 	HashBalanceFactor int `json:"hash_balance_factor,omitempty"`
 }
 
+// Balancer names who picks a pool's runner (load_balancer.policy).
+type Balancer string
+
 // Load balancer policies.
 const (
-	LBSwitchyard   = "switchyard"
-	LBRoundRobin   = "round_robin"
-	LBLeastRequest = "least_request"
-	LBRingHash     = "ring_hash" // on the hint request headers
-	LBMaglev       = "maglev"    // on the hint request headers
+	// LBHintAffinity is switchyard's own pick (hints.policy, busy runners
+	// avoided), handed to Envoy's override_host balancer. The default.
+	LBHintAffinity Balancer = "hint_affinity"
+	LBRoundRobin   Balancer = "round_robin"
+	LBLeastRequest Balancer = "least_request"
+	LBRingHash     Balancer = "ring_hash" // on the hint request headers
+	LBMaglev       Balancer = "maglev"    // on the hint request headers
+
+	// DefaultBalancer is the one default.
+	DefaultBalancer = LBHintAffinity
+)
+
+// Balancers lists every load balancer policy, the default first.
+var Balancers = []Balancer{LBHintAffinity, LBRoundRobin, LBLeastRequest, LBRingHash, LBMaglev}
+
+// deprecatedNames are the names a release still accepts for one more, with
+// a warning: both policies were once called "switchyard", which named the
+// product, not what they do.
+var (
+	deprecatedHintPolicies = map[string]HintPolicy{"switchyard": HintLoadingMarks}
+	deprecatedBalancers    = map[string]Balancer{"switchyard": LBHintAffinity}
 )
 
 // HashesOnHint says Envoy picks the pool's runner by hashing the hint header.

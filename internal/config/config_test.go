@@ -80,6 +80,39 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if cfg.Routes[0].Timeout.Std() != 90*time.Second {
 		t.Errorf("timeout = %v", cfg.Routes[0].Timeout)
 	}
+	if cfg.Pools[0].LoadBalancer.Policy != config.LBHintAffinity || len(cfg.Warnings) != 0 {
+		t.Errorf("load balancer %q, warnings %v", cfg.Pools[0].LoadBalancer.Policy, cfg.Warnings)
+	}
+}
+
+// The old name of both policies, "switchyard", still works for one release:
+// the same behaviour under the new name, and a warning at its line.
+func TestDeprecatedPolicyNames(t *testing.T) {
+	cfg, err := config.Parse("old.yaml", []byte(`
+listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+hints: {policy: switchyard}
+pools:
+  - {name: p, load_balancer: {policy: switchyard}}
+  - {name: q, load_balancer: {policy: hint_affinity}}
+routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Hints.Policy != config.HintLoadingMarks || cfg.Pools[0].LoadBalancer.Policy != config.LBHintAffinity {
+		t.Errorf("hint policy %q, balancer %q: want the new names", cfg.Hints.Policy, cfg.Pools[0].LoadBalancer.Policy)
+	}
+	var got []string
+	for _, w := range cfg.Warnings {
+		got = append(got, w.String())
+	}
+	want := []string{
+		`old.yaml:3: hints.policy: "switchyard" is deprecated and will be refused in the next release: write "loading_marks" (same behaviour)`,
+		`old.yaml:5: pools[0].load_balancer.policy: "switchyard" is deprecated and will be refused in the next release: write "hint_affinity" (same behaviour)`,
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("warnings (-want +got):\n%s", diff)
+	}
 }
 
 // The problems a file has, as "line: field: message substring".
@@ -116,7 +149,7 @@ func TestProblems(t *testing.T) {
 		{"route match and listeners", head + "routes: [{name: r, match: {prefix: x}, listeners: [nope], rules: [{pool: p}]}, {name: s, match: {}, rules: [{pool: p}]}]\n",
 			[]string{`3|routes[0].match.prefix|must start with /`, `3|routes[0].listeners[0]|unknown listener`, `3|routes[1].match|exactly one of prefix or path`}},
 		{"limits and policy", head + "server: {max_body_bytes: 10}\nhints: {policy: fastest}\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
-			[]string{`3|server.max_body_bytes|must be 1024 to 67108864 bytes`, `4|hints.policy|must be "soonest", "fal" or "switchyard"`}},
+			[]string{`3|server.max_body_bytes|must be 1024 to 67108864 bytes`, `4|hints.policy|must be one of "soonest", "fal", "loading_marks"`}},
 		{"load balancers", "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools: [{name: p, load_balancer: {policy: random}}, {name: q, load_balancer: {policy: least_request, hash_balance_factor: 150}}, {name: r, load_balancer: {policy: maglev, hash_balance_factor: 50}}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n",
 			[]string{`2|pools[0].load_balancer.policy|must be one of`, `2|pools[1].load_balancer.hash_balance_factor|only applies to`, `2|pools[2].load_balancer.hash_balance_factor|at least 100`}},
 		{"empty file", "", []string{`0||empty file`}},

@@ -50,6 +50,8 @@ type problems struct {
 	// structural holds decode and unknown-key errors. The zero values a
 	// failed decode leaves would fail semantic checks too; those are noise.
 	structural []Problem
+	// warnings do not make the file invalid: deprecated names, say.
+	warnings []Problem
 }
 
 // structuralAt records a decode error; field is found from the line when empty.
@@ -74,12 +76,16 @@ func (ps *problems) shadowed(p Problem) bool {
 
 // at reports msg for the field at path; the line is looked up in the document.
 func (ps *problems) at(path fieldPath, format string, args ...any) {
-	ps.list = append(ps.list, Problem{
-		File:  ps.file,
-		Line:  ps.root.line(path),
-		Field: path.String(),
-		Msg:   fmt.Sprintf(format, args...),
-	})
+	ps.list = append(ps.list, ps.placed(path, format, args...))
+}
+
+func (ps *problems) placed(path fieldPath, format string, args ...any) Problem {
+	return Problem{File: ps.file, Line: ps.root.line(path), Field: path.String(), Msg: fmt.Sprintf(format, args...)}
+}
+
+// warn records a warning for the field at path.
+func (ps *problems) warn(path fieldPath, format string, args ...any) {
+	ps.warnings = append(ps.warnings, ps.placed(path, format, args...))
 }
 
 func (ps *problems) err() error {

@@ -56,6 +56,7 @@ func Parse(name string, data []byte) (*Config, error) {
 	if err := ps.err(); err != nil {
 		return nil, err
 	}
+	cfg.Warnings = ps.warnings
 	return cfg, nil
 }
 

@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/google/cel-go/cel"
+
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 var (
@@ -162,14 +164,8 @@ func ParseRunnerAddress(s string) (string, error) {
 }
 
 func buildHints(in hintsFile, path fieldPath, ps *problems) Hints {
-	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader, Policy: in.Policy}
-	switch h.Policy {
-	case "":
-		h.Policy = PolicySoonest
-	case PolicySoonest, PolicyFal, PolicySwitchyard:
-	default:
-		ps.at(path.key("policy"), "must be %q, %q or %q, got %q", PolicySoonest, PolicyFal, PolicySwitchyard, h.Policy)
-	}
+	h := Hints{RequestHeaders: in.RequestHeaders, ResponseHeader: in.ResponseHeader}
+	h.Policy = parseEnum(in.Policy, DefaultHintPolicy, HintPolicies, deprecatedHintPolicies, path.key("policy"), ps)
 	if len(h.RequestHeaders) == 0 {
 		h.RequestHeaders = []string{DefaultRequestHeader}
 	}
@@ -187,7 +183,7 @@ func checkHeader(name string, path fieldPath, ps *problems) {
 	switch {
 	case !headerPattern.MatchString(name):
 		ps.at(path, "header name %q must be a lower-case HTTP token", name)
-	case strings.HasPrefix(name, "x-switchyard-") || strings.HasPrefix(name, "x-gateway-destination-endpoint"):
+	case contract.Reserved(name):
 		ps.at(path, "header %q is reserved for switchyard's own decisions", name)
 	}
 }
@@ -201,16 +197,10 @@ func buildPools(in []poolFile, path fieldPath, ps *problems) []Pool {
 	for i, p := range in {
 		pp := path.idx(i)
 		checkName("pool", p.Name, pp.key("name"), names, ps)
-		pool := Pool{Name: p.Name, MaxConcurrency: DefaultMaxConcurrency, Runners: []string{}, LoadBalancer: LoadBalancer{Policy: LBSwitchyard}}
+		pool := Pool{Name: p.Name, MaxConcurrency: DefaultMaxConcurrency, Runners: []string{}, LoadBalancer: LoadBalancer{Policy: DefaultBalancer}}
 		if lb := p.LoadBalancer; lb != nil {
 			lp := pp.key("load_balancer")
-			switch lb.Policy {
-			case "":
-			case LBSwitchyard, LBRoundRobin, LBLeastRequest, LBRingHash, LBMaglev:
-				pool.LoadBalancer.Policy = lb.Policy
-			default:
-				ps.at(lp.key("policy"), "must be one of %s, %s, %s, %s, %s; got %q", LBSwitchyard, LBRoundRobin, LBLeastRequest, LBRingHash, LBMaglev, lb.Policy)
-			}
+			pool.LoadBalancer.Policy = parseEnum(lb.Policy, DefaultBalancer, Balancers, deprecatedBalancers, lp.key("policy"), ps)
 			pool.LoadBalancer.HashBalanceFactor = lb.HashBalanceFactor
 			switch {
 			case lb.HashBalanceFactor != 0 && !pool.LoadBalancer.HashesOnHint():
@@ -421,4 +411,27 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// parseEnum reads one of the values of a config enum: "" is the default, a
+// deprecated name is its new value with a warning, anything else a problem.
+func parseEnum[T ~string](in string, def T, values []T, deprecated map[string]T, path fieldPath, ps *problems) T {
+	if in == "" {
+		return def
+	}
+	for _, v := range values {
+		if string(v) == in {
+			return v
+		}
+	}
+	if v, ok := deprecated[in]; ok {
+		ps.warn(path, "%q is deprecated and will be refused in the next release: write %q (same behaviour)", in, v)
+		return v
+	}
+	names := make([]string, len(values))
+	for i, v := range values {
+		names[i] = strconv.Quote(string(v))
+	}
+	ps.at(path, "must be one of %s; got %q", strings.Join(names, ", "), in)
+	return def
 }

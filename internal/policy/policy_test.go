@@ -64,10 +64,10 @@ func setup(t *testing.T, yaml string) env {
 	runners := registry.New(registry.Options{})
 	runners.ApplyConfig(cfg)
 	hints := affinity.NewIndex(affinity.IndexOptions{})
-	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints, Rand: rand.NewPCG(1, 2)})
-	return env{cfg: cfg, hints: hints, engine: policy.New(policy.Options{Runners: runners, Pickers: map[string]policy.Picker{
-		config.PolicySwitchyard: picker, config.PolicyFal: picker,
-		config.PolicySoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
+	picker := affinity.NewPicker(affinity.PickerOptions{Index: hints, Rand: rand.NewPCG(1, 2), Mode: affinity.ModeLoadingMarks})
+	return env{cfg: cfg, hints: hints, engine: policy.New(policy.Options{Runners: runners, Hints: hints, Pickers: map[config.HintPolicy]policy.Picker{
+		config.HintLoadingMarks: picker, config.HintFal: picker,
+		config.HintSoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
 	}})}
 }
 

@@ -22,6 +22,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 const (
@@ -76,8 +77,8 @@ func loadBalancer(lb config.LoadBalancer) *corev3.TypedExtensionConfig {
 		TypedConfig: mustAny(&overridehostv3.OverrideHost{
 			OverrideHostSources: []*overridehostv3.OverrideHost_OverrideHostSource{{
 				Metadata: &metadatav3.MetadataKey{
-					Key:  LBNamespace,
-					Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: EndpointKey}}},
+					Key:  contract.LBNamespace,
+					Path: []*metadatav3.MetadataKey_PathSegment{{Segment: &metadatav3.MetadataKey_PathSegment_Key{Key: contract.EndpointKey}}},
 				},
 			}},
 			FallbackPolicy: &clusterv3.LoadBalancingPolicy{Policies: []*clusterv3.LoadBalancingPolicy_Policy{{TypedExtensionConfig: leastRequest}}},
@@ -100,17 +101,13 @@ func fallbackTargets(cfg *config.Config) []config.Target {
 	return out
 }
 
-// PrimaryAttempts is how many runners of the chosen pool a request with
-// fallback pools tries before the first fallback pool.
-const PrimaryAttempts = 2
-
 // fallbackCluster chains a pool and its fallbacks: Envoy's composite
 // cluster sends attempt n to entry n, so attempts 1 and 2 go to the pool
 // and each retry after that to the next fallback pool. (An aggregate
 // cluster would not pass the runner list to the pools' override_host.)
 func fallbackCluster(t config.Target) *clusterv3.Cluster {
 	var entries []*compositev3.ClusterConfig_ClusterEntry
-	for range PrimaryAttempts {
+	for range contract.PrimaryAttempts {
 		entries = append(entries, &compositev3.ClusterConfig_ClusterEntry{Name: ClusterName(t.Pool)})
 	}
 	for _, f := range t.Fallback {
@@ -130,7 +127,7 @@ func fallbackCluster(t config.Target) *clusterv3.Cluster {
 
 // FallbackAttempts is the number of attempts of a target: one per entry of
 // its composite cluster.
-func FallbackAttempts(t config.Target) int { return PrimaryAttempts + len(t.Fallback) }
+func FallbackAttempts(t config.Target) int { return contract.PrimaryAttempts + len(t.Fallback) }
 
 // circuitBreakers lift Envoy's defaults (1,024 requests and 3 concurrent
 // retries per cluster), which slow inference and fallback retries would hit

@@ -7,13 +7,12 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/registry"
 )
 
 // loadAssignment lists a pool's runners. Draining runners stay listed as
 // DRAINING so that Envoy sends them nothing new while their in-flight
 // requests finish on the connections they already have.
-func loadAssignment(p config.Pool, eps []registry.Endpoint) (*endpointv3.ClusterLoadAssignment, error) {
+func loadAssignment(p config.Pool, eps []Endpoint) (*endpointv3.ClusterLoadAssignment, error) {
 	lbs := make([]*endpointv3.LbEndpoint, 0, len(eps))
 	for _, ep := range eps {
 		ap, err := netip.ParseAddrPort(ep.Address)

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 // ExtProcMessageTimeout bounds each ext_proc exchange. Envoy's default of
@@ -27,10 +28,6 @@ const ExtProcMessageTimeout = time.Second
 // RequestUploadTimeout bounds how long a client may take to send its
 // request (headers and body).
 const RequestUploadTimeout = 2 * time.Minute
-
-// ExtProcFilterName names the ext_proc filter in the chain and in per-route
-// configuration.
-const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
 // bufferedBody is the per-route ext_proc mode of routes whose rules read
 // the body.
@@ -78,7 +75,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 			TypedConfig: mustAny(stripInternalHeaders()),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
+			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}
@@ -114,7 +111,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 // gone even when ext_proc is down and the request fails open.
 func stripInternalHeaders() *earlymutationv3.HeaderMutation {
 	m := &earlymutationv3.HeaderMutation{}
-	for _, prefix := range InternalHeaderPrefixes {
+	for _, prefix := range contract.ReservedHeaderPrefixes {
 		m.Mutations = append(m.Mutations, &mutationv3.HeaderMutation{
 			Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
 				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}},
@@ -139,9 +136,9 @@ func extProcFilter() *extprocv3.ExternalProcessor {
 		// Envoy drops dynamic metadata from the processor unless its
 		// namespace is listed here; the runner list lives in envoy.lb.
 		MetadataOptions: &extprocv3.MetadataOptions{
-			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{LBNamespace}},
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.LBNamespace}},
 		},
-		RequestAttributes:  []string{RouteNameAttribute},
-		ResponseAttributes: []string{"upstream.address"},
+		RequestAttributes:  []string{contract.AttrRouteName},
+		ResponseAttributes: []string{contract.AttrUpstreamAddress},
 	}
 }

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 // RouteRetryOn are the failures Envoy retries on another runner of the same
@@ -31,7 +32,7 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 		for _, target := range r.Targets() {
 			m := pathMatch(r.Match)
 			m.Headers = []*routev3.HeaderMatcher{{
-				Name: PoolHeader,
+				Name: contract.HeaderPool,
 				HeaderMatchSpecifier: &routev3.HeaderMatcher_StringMatch{StringMatch: &matcherv3.StringMatcher{
 					MatchPattern: &matcherv3.StringMatcher_Exact{Exact: target.Name()},
 				}},
@@ -45,7 +46,7 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 	return &routev3.RouteConfiguration{
 		Name:                     l.Name,
 		VirtualHosts:             []*routev3.VirtualHost{vh},
-		RequestHeadersToRemove:   []string{PoolHeader},
+		RequestHeadersToRemove:   []string{contract.HeaderPool},
 		ValidateClusters:         wrapperspb.Bool(false),
 		IgnorePortInHostMatching: true,
 	}
@@ -73,7 +74,7 @@ func route(cfg *config.Config, name string, m *routev3.RouteMatch, target config
 		// Rules read the body: Envoy buffers it (up to max_body_bytes, 413
 		// beyond) and sends it whole to ext_proc. Set per route, before the
 		// request starts, so the limit is enforced from the first byte.
-		out.TypedPerFilterConfig = map[string]*anypb.Any{ExtProcFilterName: mustAny(bufferedBody())}
+		out.TypedPerFilterConfig = map[string]*anypb.Any{contract.ExtProcFilterName: mustAny(bufferedBody())}
 		out.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(maxBody))
 	}
 	// A retry re-sends the body from Envoy's buffer; without a buffer as
@@ -108,7 +109,7 @@ func fallbackRetryPolicy(retries int) *routev3.RetryPolicy {
 func retryPolicy() *routev3.RetryPolicy {
 	return &routev3.RetryPolicy{
 		RetryOn:    RouteRetryOn,
-		NumRetries: wrapperspb.UInt32(2),
+		NumRetries: wrapperspb.UInt32(contract.RouteRetries),
 		RetryHostPredicate: []*routev3.RetryPolicy_RetryHostPredicate{{
 			Name:       "envoy.retry_host_predicates.previous_hosts",
 			ConfigType: &routev3.RetryPolicy_RetryHostPredicate_TypedConfig{TypedConfig: mustAny(&previoushostsv3.PreviousHostsPredicate{})},

@@ -14,27 +14,10 @@ import (
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/registry"
 )
 
-// Names shared with the ext_proc service and the Envoy bootstrap.
-const (
-	// PoolHeader carries ext_proc's pool decision to route matching.
-	PoolHeader = "x-switchyard-pool"
-	// ExtProcCluster is the cluster Envoy reaches switchyard's ext_proc on.
-	ExtProcCluster = "switchyard_extproc"
-	// LBNamespace and EndpointKey are where ext_proc puts the ordered runner
-	// list for override_host (the endpoint picker protocol's names).
-	LBNamespace = "envoy.lb"
-	EndpointKey = "x-gateway-destination-endpoint"
-	// RouteNameAttribute is the ext_proc request attribute that names the
-	// route Envoy matched: its name is the config route's name.
-	RouteNameAttribute = "xds.route_name"
-)
-
-// InternalHeaderPrefixes are stripped from every client request before any
-// filter or route sees them, so a client cannot forge a decision.
-var InternalHeaderPrefixes = []string{"x-switchyard-", EndpointKey}
+// ExtProcCluster is the cluster Envoy reaches switchyard's ext_proc on.
+const ExtProcCluster = "switchyard_extproc"
 
 // ClusterName is the Envoy cluster of a pool.
 func ClusterName(pool string) string { return "pool_" + pool }
@@ -42,7 +25,13 @@ func ClusterName(pool string) string { return "pool_" + pool }
 // Input is everything a translation depends on.
 type Input struct {
 	Config    *config.Config
-	Endpoints map[string][]registry.Endpoint // by pool
+	Endpoints map[string][]Endpoint // by pool
+}
+
+// Endpoint is what Envoy needs to know of a runner.
+type Endpoint struct {
+	Address  string
+	Draining bool // listed as DRAINING: no new requests, in-flight ones finish
 }
 
 // Resources is one complete, consistent set of Envoy resources.

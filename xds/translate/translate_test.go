@@ -14,7 +14,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds/translate"
 )
 
@@ -35,11 +34,11 @@ type extraRunner struct {
 func input(t *testing.T, dir string) translate.Input {
 	t.Helper()
 	cfg := loadTolerantTLS(t, filepath.Join(dir, "config.yaml"))
-	eps := map[string][]registry.Endpoint{}
+	eps := map[string][]translate.Endpoint{}
 	for _, p := range cfg.Pools {
-		eps[p.Name] = []registry.Endpoint{}
+		eps[p.Name] = []translate.Endpoint{}
 		for _, a := range p.Runners {
-			eps[p.Name] = append(eps[p.Name], registry.Endpoint{Address: a})
+			eps[p.Name] = append(eps[p.Name], translate.Endpoint{Address: a})
 		}
 	}
 	if data, err := os.ReadFile(filepath.Join(dir, "runners.yaml")); err == nil {
@@ -48,7 +47,7 @@ func input(t *testing.T, dir string) translate.Input {
 			t.Fatal(err)
 		}
 		for _, r := range extra {
-			eps[r.Pool] = append(eps[r.Pool], registry.Endpoint{Address: r.Address, Draining: r.Draining})
+			eps[r.Pool] = append(eps[r.Pool], translate.Endpoint{Address: r.Address, Draining: r.Draining})
 		}
 	}
 	return translate.Input{Config: cfg, Endpoints: eps}

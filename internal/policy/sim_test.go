@@ -1,4 +1,4 @@
-package affinity_test
+package policy_test
 
 import (
 	"container/heap"
@@ -13,6 +13,8 @@ import (
 
 	"github.com/switchyard/switchyard/bench/workload"
 	"github.com/switchyard/switchyard/internal/affinity"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
 )
 
@@ -20,6 +22,11 @@ import (
 // running the routing-quality workload in virtual time: runners with a
 // few model slots (LRU) serving max_concurrency requests at a time in
 // arrival order, and clients that give up after the shape's Timeout.
+//
+// The simulation drives the policy Engine through the API the ext_proc
+// server uses (Decide, Dispatch, Flight.Respond, Flight.End), so what it
+// measures is the shipped rules: which runner is picked, what is learnt
+// from each response, and when a request stops counting on its runner.
 type simOptions struct {
 	workload.Shape
 	Utilisation float64 // arrival rate over capacity (every request a hit)
@@ -52,9 +59,7 @@ func (r simResult) String() string {
 type simReq struct {
 	model    string
 	arrived  time.Duration
-	job      *affinity.Job
-	outcome  affinity.Outcome
-	free     bool // its runner had a free slot when it was picked
+	flight   *policy.Flight
 	runner   *simRunner
 	started  bool
 	finished bool
@@ -91,29 +96,64 @@ func (h *simEvents) Pop() any {
 	return e
 }
 
-// simulate runs the workload with a Picker of mode, fed the way the
-// ext_proc server feeds it: hints reported after each response, costs
-// learnt from requests sent to a free runner.
-func simulate(o simOptions, mode affinity.Mode) simResult {
+// simPool is the pool's runners, as the registry would give them.
+type simPool []*registry.Runner
+
+func (p simPool) Active(string) []*registry.Runner { return p }
+
+func (p simPool) Runner(_, addr string) (*registry.Runner, bool) {
+	for _, r := range p {
+		if r.Address == addr {
+			return r, true
+		}
+	}
+	return nil, false
+}
+
+// simConfig is one pool p of runners that take maxConcurrency requests at
+// a time, and one route to it, under hint policy hp.
+func simConfig(hp config.HintPolicy, maxConcurrency int) (*config.Config, *config.Route) {
+	cfg, err := config.Parse("sim.yaml", []byte(fmt.Sprintf(`
+listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+hints: {policy: %s}
+pools: [{name: p, max_concurrency: %d}]
+routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]
+`, hp, maxConcurrency)))
+	if err != nil {
+		panic(err)
+	}
+	route, _ := cfg.Route("r")
+	return cfg, route
+}
+
+// simulate runs the workload through a policy Engine under hint policy hp.
+func simulate(o simOptions, hp config.HintPolicy) simResult {
 	o = o.withDefaults()
 	var now time.Duration
 	epoch := time.Unix(0, 0)
+	clock := func() time.Time { return epoch.Add(now) }
 	idx := affinity.NewIndex(affinity.IndexOptions{})
-	picker := affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: mode, Rand: randv2.NewPCG(uint64(o.Seed), 1),
-		Now: func() time.Time { return epoch.Add(now) }})
-	costs := affinity.NewCosts()
+	cfg, route := simConfig(hp, o.MaxConcurrency)
+	runners := make([]*simRunner, o.RunnersPerPool)
+	active := make(simPool, o.RunnersPerPool)
+	for i := range runners {
+		runners[i] = &simRunner{r: &registry.Runner{Pool: "p", Address: fmt.Sprintf("10.0.0.1:%d", 9000+i)}}
+		active[i] = runners[i].r
+	}
+	engine := policy.New(policy.Options{
+		Runners: active,
+		Hints:   idx,
+		Now:     clock,
+		Pickers: map[config.HintPolicy]policy.Picker{
+			hp: affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: affinity.Mode(hp), Rand: randv2.NewPCG(uint64(o.Seed), 1), Now: clock}),
+		},
+	})
 
 	var events simEvents
 	seq := 0
 	at := func(t time.Duration, fn func()) {
 		seq++
 		heap.Push(&events, simEvent{at: t, seq: seq, fn: fn})
-	}
-	runners := make([]*simRunner, o.RunnersPerPool)
-	active := make([]*registry.Runner, o.RunnersPerPool)
-	for i := range runners {
-		runners[i] = &simRunner{r: &registry.Runner{Pool: "p", Address: fmt.Sprintf("10.0.0.1:%d", 9000+i)}}
-		active[i] = runners[i].r
 	}
 	byAddr := func(addr string) *simRunner {
 		for _, r := range runners {
@@ -132,17 +172,18 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 			return
 		}
 		q.finished = true
-		q.job.Done()
 		if ok {
 			res.OK++
 			lat = append(lat, now-q.arrived)
 			q.runner.running--
-			idx.Report(q.runner.r.Address, strings.Join(q.runner.lru, ","), true)
-			if q.free {
-				costs.Observe("p", q.outcome == affinity.OutcomeHit, now-q.arrived)
-			}
+			// The runner answers with a length and its hints, as the
+			// simulated runner does through Envoy.
+			q.flight.Respond(policy.Response{Runner: q.runner.r.Address, Status: 200,
+				Hints: strings.Join(q.runner.lru, ","), HintsReported: true, Final: true})
 			start(q.runner)
 		} else {
+			// The stream ends without a response: the client gave up.
+			q.flight.End()
 			lat = append(lat, o.Timeout())
 		}
 	}
@@ -192,12 +233,14 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 		model := r.Model
 		at(r.At, func() {
 			res.Requests++
-			cost := costs.Get("p")
-			pick := picker.PickCost(active, o.MaxConcurrency, model, cost)
-			res.Outcomes[pick.Outcome]++
-			q := &simReq{model: model, arrived: now, outcome: pick.Outcome, free: pick.Runners[0].InFlight() < int64(o.MaxConcurrency)}
-			q.job = picker.Begin(pick, model, cost)
-			q.runner = byAddr(pick.Runners[0].Address)
+			d, err := engine.Decide(cfg, route, policy.Request{Method: "POST", Path: "/", Headers: map[string]string{"x-fal-runner-hint": model}})
+			if err != nil {
+				panic(err)
+			}
+			res.Outcomes[d.Outcome]++
+			q := &simReq{model: model, arrived: now}
+			q.flight = engine.Dispatch(cfg, d)
+			q.runner = byAddr(d.Runners[0].Address)
 			q.runner.queue = append(q.runner.queue, q)
 			at(now+o.Timeout(), func() {
 				if !q.started {
@@ -224,9 +267,9 @@ func simulate(o simOptions, mode affinity.Mode) simResult {
 // outcome independent of the machine's speed.
 func TestSimulatePolicies(t *testing.T) {
 	for _, u := range []float64{0.5, 0.8, 0.95} {
-		hit := map[affinity.Mode]float64{}
-		ok := map[affinity.Mode]float64{}
-		for _, m := range []affinity.Mode{affinity.ModeFal, affinity.ModeSwitchyard, affinity.ModeSoonest} {
+		hit := map[config.HintPolicy]float64{}
+		ok := map[config.HintPolicy]float64{}
+		for _, m := range []config.HintPolicy{config.HintFal, config.HintLoadingMarks, config.HintSoonest} {
 			for seed := int64(1); seed <= 4; seed++ {
 				r := simulate(simOptions{Shape: workload.Shape{Seed: seed}, Utilisation: u}, m)
 				t.Logf("%3.0f%% %-10s seed %d: %v", 100*u, m, seed, r)
@@ -234,13 +277,13 @@ func TestSimulatePolicies(t *testing.T) {
 				ok[m] += float64(r.OK) / float64(r.Requests) / 4
 			}
 		}
-		if hit[affinity.ModeSoonest] < 0.97 || ok[affinity.ModeSoonest] < 0.97 {
+		if hit[config.HintSoonest] < 0.97 || ok[config.HintSoonest] < 0.97 {
 			t.Errorf("soonest at %.0f%% load: hit rate %.1f%%, %.1f%% answered; want both at least 97%%",
-				100*u, 100*hit[affinity.ModeSoonest], 100*ok[affinity.ModeSoonest])
+				100*u, 100*hit[config.HintSoonest], 100*ok[config.HintSoonest])
 		}
-		for _, m := range []affinity.Mode{affinity.ModeFal, affinity.ModeSwitchyard} {
-			if hit[m] >= hit[affinity.ModeSoonest] {
-				t.Errorf("at %.0f%% load %s's hit rate %.1f%% is not below soonest's %.1f%%", 100*u, m, 100*hit[m], 100*hit[affinity.ModeSoonest])
+		for _, m := range []config.HintPolicy{config.HintFal, config.HintLoadingMarks} {
+			if hit[m] >= hit[config.HintSoonest] {
+				t.Errorf("at %.0f%% load %s's hit rate %.1f%% is not below soonest's %.1f%%", 100*u, m, 100*hit[m], 100*hit[config.HintSoonest])
 			}
 		}
 	}
@@ -252,7 +295,7 @@ func TestSimulatePolicies(t *testing.T) {
 func TestSimulateJitter(t *testing.T) {
 	var hit, ok float64
 	for seed := int64(1); seed <= 4; seed++ {
-		r := simulate(simOptions{Shape: workload.Shape{Seed: seed}, Utilisation: 0.95, Jitter: 0.5}, affinity.ModeSoonest)
+		r := simulate(simOptions{Shape: workload.Shape{Seed: seed}, Utilisation: 0.95, Jitter: 0.5}, config.HintSoonest)
 		t.Logf("seed %d: %v", seed, r)
 		hit += r.HitRate() / 4
 		ok += float64(r.OK) / float64(r.Requests) / 4

@@ -1,0 +1,88 @@
+// Package contract holds everything the Envoy configuration that package
+// translate generates and the ext_proc server in package extproc must agree
+// on: header names, the dynamic-metadata namespace and key of the runner
+// list, the attributes Envoy sends with ext_proc messages, the filter name,
+// the header prefixes reserved for switchyard, and the attempt budget of a
+// request (runner alternatives = route retries).
+//
+// Where it sits:
+//
+//	config ─▶ translate ──(xDS)──▶ Envoy ──(ext_proc)──▶ extproc ─▶ policy ─▶ affinity
+//	               └──────────── contract ────────────────┘        (and config validation)
+//
+// It is a leaf: it imports nothing of the project, so every side can import
+// it and nothing agrees "by comment". A value changed here changes both ends
+// of the wire at once.
+package contract
+
+import "strings"
+
+// Headers switchyard sets. HeaderPool carries ext_proc's pool decision to
+// Envoy's route matching (and is removed before the request is forwarded);
+// all four are sent back to clients as the decision.
+const (
+	HeaderPool    = "x-switchyard-pool"
+	HeaderRunner  = "x-switchyard-runner"
+	HeaderVariant = "x-switchyard-variant"
+	HeaderHint    = "x-switchyard-hint"
+)
+
+// HeaderUpstreamServiceTime is set by Envoy's router on responses that came
+// from an upstream; Envoy's own local replies do not carry it.
+const HeaderUpstreamServiceTime = "x-envoy-upstream-service-time"
+
+// The runner list for Envoy's override_host load balancer: an ordered
+// "ip:port,ip:port" string in dynamic metadata namespace LBNamespace, key
+// EndpointKey (the names of the Gateway API Inference Extension's endpoint
+// picker protocol).
+const (
+	LBNamespace = "envoy.lb"
+	EndpointKey = "x-gateway-destination-endpoint"
+)
+
+// ExtProcFilterName names the ext_proc filter in the HTTP filter chain, in
+// per-route configuration, and as the key of the attributes Envoy sends with
+// each ext_proc message.
+const ExtProcFilterName = "envoy.filters.http.ext_proc"
+
+// Attributes the ext_proc filter is configured to send, and the server reads.
+const (
+	// AttrRouteName is sent with the request headers: the name of the route
+	// Envoy matched, which is the config route's name.
+	AttrRouteName = "xds.route_name"
+	// AttrUpstreamAddress is sent with the response headers: the runner
+	// that served the request.
+	AttrUpstreamAddress = "upstream.address"
+)
+
+// ReservedHeaderPrefixes are switchyard's: Envoy strips client copies of
+// them before any filter or route sees a request, so a client cannot forge
+// a decision, and config may not use them as hint or sticky-key headers.
+var ReservedHeaderPrefixes = []string{"x-switchyard-", EndpointKey}
+
+// Reserved reports whether the lower-case header name starts with one of
+// ReservedHeaderPrefixes.
+func Reserved(name string) bool {
+	for _, p := range ReservedHeaderPrefixes {
+		if strings.HasPrefix(name, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// The attempt budget of one request.
+const (
+	// RunnerAlternatives is how many runners of a pool follow the chosen
+	// one in the runner list, and equally how many times Envoy retries a
+	// request on a pool without fallbacks: each retry takes the next runner
+	// of the list.
+	RunnerAlternatives = 2
+	// RouteRetries is the retry count of a route without fallback pools.
+	RouteRetries = RunnerAlternatives
+	// PrimaryAttempts is how many runners of the chosen pool a request with
+	// fallback pools tries before its first fallback pool: the composite
+	// cluster has this many entries for the pool, and the runner list this
+	// many runners of it, before one entry per fallback pool.
+	PrimaryAttempts = 2
+)

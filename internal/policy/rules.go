@@ -1,0 +1,133 @@
+package policy
+
+import (
+	"math"
+	"math/rand/v2"
+	"strconv"
+
+	"github.com/cespare/xxhash/v2"
+	"github.com/google/cel-go/common/types"
+
+	"github.com/switchyard/switchyard/internal/affinity"
+	"github.com/switchyard/switchyard/internal/config"
+)
+
+// activation is what expressions see. A body that was not read, or is not
+// JSON, is an empty object: rules over its fields do not match.
+func activation(req Request) map[string]any {
+	body := req.Body
+	if body == nil {
+		body = map[string]any{}
+	}
+	headers := req.Headers
+	if headers == nil {
+		headers = map[string]string{}
+	}
+	return map[string]any{
+		config.VarBody:    body,
+		config.VarHeaders: headers,
+		config.VarPath:    req.Path,
+		config.VarMethod:  req.Method,
+	}
+}
+
+// evalBool is false when the expression cannot be evaluated (a missing
+// field, a wrong type): such a rule does not match.
+func evalBool(e *config.Expr, act map[string]any) bool {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return false
+	}
+	b, ok := v.(types.Bool)
+	return ok && bool(b)
+}
+
+// evalString is the expression's result when it is a string.
+func evalString(e *config.Expr, act map[string]any) (string, bool) {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return "", false
+	}
+	s, ok := v.(types.String)
+	return string(s), ok
+}
+
+// evalKey renders a string or integer result; ok is false otherwise.
+func evalKey(e *config.Expr, act map[string]any) (string, bool) {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return "", false
+	}
+	switch x := v.(type) {
+	case types.String:
+		return string(x), true
+	case types.Int:
+		return strconv.FormatInt(int64(x), 10), true
+	case types.Uint:
+		return strconv.FormatUint(uint64(x), 10), true
+	}
+	return "", false
+}
+
+// hint is the first configured hint header present, else the route's
+// hint_from. Invalid values are ignored.
+func hint(cfg *config.Config, route *config.Route, req Request, act map[string]any) string {
+	for _, name := range cfg.Hints.RequestHeaders {
+		if v, ok := req.Headers[name]; ok {
+			if affinity.ValidHint(v) {
+				return v
+			}
+			return ""
+		}
+	}
+	if route.HintFrom != nil {
+		if v, ok := evalString(route.HintFrom, act); ok && affinity.ValidHint(v) {
+			return v
+		}
+	}
+	return ""
+}
+
+// variant picks a split's pool: by weighted rendezvous hashing of the
+// sticky key when there is one (a key keeps its variant while the weights
+// stay, and a weight change moves only the keys it must), else at random.
+func (e *Engine) variant(s *config.Split, act map[string]any) string {
+	if s.StickyKey != nil {
+		if key, ok := evalKey(s.StickyKey, act); ok {
+			return rendezvous(s.Variants, key)
+		}
+	}
+	total := 0
+	for _, v := range s.Variants {
+		total += v.Weight
+	}
+	n := rand.IntN(total)
+	for _, v := range s.Variants {
+		if n < v.Weight {
+			return v.Pool
+		}
+		n -= v.Weight
+	}
+	return s.Variants[len(s.Variants)-1].Pool
+}
+
+// rendezvous gives each variant the score weight / -ln(u), u uniform in
+// (0, 1) from a hash of key and variant; the highest score wins, which
+// picks each variant with probability proportional to its weight.
+func rendezvous(vs []config.Variant, key string) string {
+	best, bestScore := "", -1.0
+	for _, v := range vs {
+		// A fixed hash (not a per-process seed): a key keeps its variant
+		// across restarts and across edges.
+		h := xxhash.New()
+		h.WriteString(key)
+		h.Write([]byte{0})
+		h.WriteString(v.Pool)
+		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
+		score := float64(v.Weight) / -math.Log(u)
+		if score > bestScore {
+			best, bestScore = v.Pool, score
+		}
+	}
+	return best
+}

@@ -1,0 +1,142 @@
+package server
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/keepalive"
+
+	"github.com/switchyard/switchyard/extproc"
+	"github.com/switchyard/switchyard/internal/admin"
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/configwatch"
+	"github.com/switchyard/switchyard/internal/policy"
+	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/xds"
+)
+
+// Server is one built `switchyard serve` process, ready to Run.
+type Server struct {
+	o       Options
+	log     *slog.Logger
+	current atomic.Pointer[config.Config]
+
+	metrics struct {
+		config *configwatch.Metrics
+		xds    *xds.Metrics
+	}
+	runners *registry.Registry
+	engine  *policy.Engine
+	pub     *xds.Publisher
+	grpc    *grpc.Server
+	admin   *http.Server
+	acks    *xds.Acks // set by Run, which registers ADS for its context
+}
+
+// New loads the config and builds the process's objects; nothing listens
+// yet. It refuses an invalid config.
+func New(o Options) (*Server, error) {
+	cfg, err := config.Load(o.ConfigPath)
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{o: o, log: o.Log}
+	s.warn(cfg)
+	s.current.Store(cfg)
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	s.metrics.config = configwatch.NewMetrics(reg)
+	s.metrics.config.Loaded()
+	s.metrics.xds = xds.NewMetrics(reg)
+
+	// ext_proc counts every decided request in flight, so a draining
+	// runner can go as soon as its last one finishes. A runner new at an
+	// address starts with no known hints and no work, whatever an earlier
+	// one held.
+	s.runners = registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) { s.engine.Forget(addr) }})
+	s.engine = policy.New(policy.Options{Runners: s.runners})
+	s.runners.ApplyConfig(cfg)
+	registry.RegisterMetrics(reg, s.runners)
+
+	s.pub = xds.NewPublisher(s.log, s.metrics.xds)
+	s.grpc = grpc.NewServer(
+		// A buffered request body arrives in one ext_proc message. Envoy
+		// refuses bodies over max_body_bytes with 413; the limit here has
+		// room for twice that, because a body that races the switch to
+		// buffering can pass Envoy's check by up to its size again.
+		grpc.MaxRecvMsgSize(2*cfg.Server.MaxBodyBytes+grpcHeadroom),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+	)
+	extproc.Register(s.grpc, extproc.Options{
+		Config:  s.current.Load,
+		Policy:  s.engine,
+		Log:     s.log,
+		Metrics: extproc.NewMetrics(reg),
+	})
+	s.admin = &http.Server{
+		Handler: admin.Handler(admin.Options{
+			Runners: s.runners,
+			Hints:   s.engine.Hints().Hints,
+			Config:  s.current.Load,
+			Ready:   func() bool { return isClosed(s.pub.Ready()) },
+			XDS: func() any {
+				return map[string]any{"published": s.pub.Versions(), "acked": s.acks.Versions()}
+			},
+			Costs:    func() any { return s.engine.Costs().Snapshot() },
+			Gatherer: reg,
+			Log:      s.log,
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	return s, nil
+}
+
+// warn logs what a valid config has to say: deprecated names.
+func (s *Server) warn(c *config.Config) {
+	for _, w := range c.Warnings {
+		s.log.Warn("config warning", "problem", w.String())
+	}
+}
+
+// reload serves c, a valid new config, keeping the settings that apply
+// only at start.
+func (s *Server) reload(c *config.Config) {
+	if cur := s.current.Load().Server; c.Server.GRPC != cur.GRPC || c.Server.Admin != cur.Admin || c.Server.MaxBodyBytes != cur.MaxBodyBytes {
+		s.log.Warn("server.grpc, server.admin and server.max_body_bytes apply at the next restart; keeping the running ones", "file", c.File)
+		c = withBound(c, cur)
+	}
+	s.warn(c)
+	s.current.Store(c)
+	s.runners.ApplyConfig(c)
+	s.metrics.config.Loaded()
+	s.log.Info("config reloaded", "file", c.File)
+}
+
+// rejected logs and counts a file that did not load.
+func (s *Server) rejected(err error) {
+	s.metrics.config.Rejected()
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		for _, p := range cerr.Problems {
+			s.log.Warn("config rejected, keeping the last good one", "problem", p.String())
+		}
+		return
+	}
+	s.log.Warn("config rejected, keeping the last good one", "error", err)
+}
+
+// withBound keeps the settings fixed when switchyard started: the
+// addresses it is bound to and the gRPC message limit.
+func withBound(c *config.Config, bound config.Server) *config.Config {
+	cp := *c
+	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = bound.GRPC, bound.Admin, bound.MaxBodyBytes
+	return &cp
+}

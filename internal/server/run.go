@@ -1,0 +1,138 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+
+	"google.golang.org/grpc"
+
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/configwatch"
+	"github.com/switchyard/switchyard/xds"
+	"github.com/switchyard/switchyard/xds/translate"
+)
+
+// Run serves xDS, ext_proc and the admin API until ctx ends, reloading the
+// config and republishing Envoy's resources when the config or the runners
+// change. A Server runs once.
+func (s *Server) Run(ctx context.Context) error {
+	cfg := s.current.Load()
+	grpcLis, err := net.Listen("tcp", cfg.Server.GRPC)
+	if err != nil {
+		return fmt.Errorf("grpc listener: %w", err)
+	}
+	adminLis, err := net.Listen("tcp", cfg.Server.Admin)
+	if err != nil {
+		grpcLis.Close()
+		return fmt.Errorf("admin listener: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	s.acks = xds.Register(s.grpc, xds.ServerOptions{Context: ctx, Publisher: s.pub, Log: s.log, Metrics: s.metrics.xds})
+
+	// The first snapshot is built before serving, so an Envoy that connects
+	// at once gets it.
+	s.rebuild(ctx)
+	if !isClosed(s.pub.Ready()) {
+		grpcLis.Close()
+		adminLis.Close()
+		return errors.New("the initial snapshot could not be published; see the log")
+	}
+
+	errc := make(chan error, 3)
+	go func() { errc <- s.grpc.Serve(grpcLis) }()
+	go func() {
+		if err := s.admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
+			errc <- err
+		}
+	}()
+	reloaded := make(chan struct{}, 1)
+	go func() {
+		err := configwatch.Watch(ctx, configwatch.Options{
+			Path: s.o.ConfigPath,
+			Log:  s.log,
+			OnLoad: func(c *config.Config) {
+				s.reload(c)
+				select {
+				case reloaded <- struct{}{}:
+				default:
+				}
+			},
+			OnError: s.rejected,
+		})
+		if err != nil {
+			errc <- err
+		}
+	}()
+	go s.runners.Run(ctx.Done())
+
+	if s.o.Started != nil {
+		s.o.Started(grpcLis.Addr(), adminLis.Addr())
+	}
+	s.log.Info("switchyard serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "config", s.o.ConfigPath)
+
+	var runErr error
+loop:
+	for {
+		select {
+		case <-ctx.Done():
+			break loop
+		case err := <-errc:
+			runErr = err
+			break loop
+		case <-reloaded:
+			s.rebuild(ctx)
+		case <-s.runners.Changed():
+			s.rebuild(ctx)
+		}
+	}
+	cancel()
+	shutdown(s.grpc, s.admin)
+	return runErr
+}
+
+// rebuild translates the current config and runners and publishes the
+// result; on error the last good snapshot stays.
+func (s *Server) rebuild(ctx context.Context) {
+	eps := map[string][]translate.Endpoint{}
+	for pool, list := range s.runners.Endpoints() {
+		out := make([]translate.Endpoint, len(list))
+		for i, e := range list {
+			out[i] = translate.Endpoint{Address: e.Address, Draining: e.Draining}
+		}
+		eps[pool] = out
+	}
+	res, err := translate.Translate(translate.Input{Config: s.current.Load(), Endpoints: eps})
+	if err != nil {
+		s.metrics.xds.Snapshots.WithLabelValues("error").Inc()
+		s.log.Error("translate failed, keeping the last good snapshot", "error", err)
+		return
+	}
+	_ = s.pub.Publish(ctx, res) // logged and counted by Publish
+}
+
+func shutdown(g *grpc.Server, h *http.Server) {
+	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	_ = h.Shutdown(ctx)
+	done := make(chan struct{})
+	go func() { g.GracefulStop(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		g.Stop()
+	}
+}
+
+func isClosed(ch <-chan struct{}) bool {
+	select {
+	case <-ch:
+		return true
+	default:
+		return false
+	}
+}

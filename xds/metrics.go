@@ -1,0 +1,39 @@
+package xds
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics count what the control plane publishes and what Envoys make of it.
+type Metrics struct {
+	Pushes    *prometheus.CounterVec // type
+	Nacks     *prometheus.CounterVec // type
+	Clients   prometheus.Gauge
+	Snapshots *prometheus.CounterVec // result: ok, error
+}
+
+// NewMetrics creates the xDS metrics and registers them on reg.
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		Pushes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_xds_pushes_total",
+			Help: "xDS responses sent to Envoys, by resource type.",
+		}, []string{"type"}),
+		Nacks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_xds_nacks_total",
+			Help: "xDS responses Envoys rejected, by resource type.",
+		}, []string{"type"}),
+		Clients: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "switchyard_xds_connected_clients",
+			Help: "Envoy ADS streams currently open.",
+		}),
+		Snapshots: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "switchyard_xds_snapshots_total",
+			Help: "Snapshot builds by result (ok, error). An error keeps the last good snapshot published.",
+		}, []string{"result"}),
+	}
+	reg.MustRegister(m.Pushes, m.Nacks, m.Clients, m.Snapshots)
+	// Pre-create the label values users alert on, so they read 0, not absent.
+	for _, r := range []string{"ok", "error"} {
+		m.Snapshots.WithLabelValues(r)
+	}
+	return m
+}
