@@ -8,14 +8,14 @@ import (
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 
-	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // Job is one request dispatched to a runner. It holds the runner's
 // in-flight count and, in ModeSoonest, the request's place in the
 // runner's backlog (its model and expected cost), until Done.
 type Job struct {
-	r    *registry.Runner
+	r    *runner.Runner
 	b    *backlog // nil when the Picker keeps no backlog
 	key  hintKey  // the request's hint; zero without one
 	cost time.Duration

@@ -7,12 +7,12 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/affinity"
-	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // benchPool is a pool of n runners, each holding 4 of 2n models and one
 // request in flight (max_concurrency 4): a warm, half-loaded pool.
-func benchPool(b *testing.B, n int) ([]*registry.Runner, *affinity.Index) {
+func benchPool(b *testing.B, n int) ([]*runner.Runner, *affinity.Index) {
 	spec := make([]r, n)
 	for i := range spec {
 		spec[i] = r{load: i % 2, hints: fmt.Sprintf("model-%d,model-%d,model-%d,model-%d", i, i+n, (i+1)%n, (i+1)%n+n)}
@@ -55,7 +55,7 @@ func BenchmarkPickSoonest(b *testing.B) {
 				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeSoonest})
 				for i, r := range rs {
 					for j := range 2 {
-						p.Begin(affinity.Pick{Runners: []*registry.Runner{r}, Outcome: affinity.OutcomeHit}, fmt.Sprintf("model-%d", i+j*n), cost)
+						p.Begin(affinity.Pick{Runners: []*runner.Runner{r}, Outcome: affinity.OutcomeHit}, fmt.Sprintf("model-%d", i+j*n), cost)
 					}
 				}
 				b.ReportAllocs()

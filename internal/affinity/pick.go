@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/contract"
-	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // Mode selects the routing rule.
@@ -58,7 +58,7 @@ const MaxAlternatives = contract.RunnerAlternatives
 type Pick struct {
 	// Runners is ordered: the primary first, then up to MaxAlternatives
 	// alternatives for retries. It is empty only when there are no runners.
-	Runners []*registry.Runner
+	Runners []*runner.Runner
 	Outcome Outcome
 	// Queued says the primary holds the hint but is busy: the request waits
 	// for it because that is expected to be quicker than a model load.
@@ -145,7 +145,7 @@ func (p *Picker) Mode() Mode { return p.mode }
 //
 // Pick is O(len(runners)) with a constant-size working set; it allocates
 // only the result slice (and, on a marked miss, the Index's update).
-func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint string) Pick {
+func (p *Picker) Pick(runners []*runner.Runner, maxConcurrency int, hint string) Pick {
 	return p.pick(runners, maxConcurrency, hint, Cost{}, false)
 }
 
@@ -154,11 +154,11 @@ func (p *Picker) Pick(runners []*registry.Runner, maxConcurrency int, hint strin
 // first (see soonest), which may be a busy warm runner (Pick.Queued,
 // outcome hit); the other modes never wait, so under load every request
 // that finds the warm runners busy becomes a cold load.
-func (p *Picker) PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost Cost) Pick {
+func (p *Picker) PickCost(runners []*runner.Runner, maxConcurrency int, hint string, cost Cost) Pick {
 	return p.pick(runners, maxConcurrency, hint, cost, true)
 }
 
-func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint string, cost Cost, mayWait bool) Pick {
+func (p *Picker) pick(runners []*runner.Runner, maxConcurrency int, hint string, cost Cost, mayWait bool) Pick {
 	if hint != "" && !ValidHint(hint) {
 		hint = ""
 	}
@@ -225,7 +225,7 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 			n--
 		}
 	}
-	out := make([]*registry.Runner, n)
+	out := make([]*runner.Runner, n)
 	for j := range out {
 		out[j] = runners[top.c[j].i]
 	}
@@ -247,7 +247,7 @@ func (p *Picker) pick(runners []*registry.Runner, maxConcurrency int, hint strin
 // by a hash of hint and runner, not at random: a model that has to be
 // loaded lands where it was before, as with consistent hashing, instead of
 // spreading copies over the pool.
-func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, cost Cost) Pick {
+func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cost Cost) Pick {
 	c := estimate(cost)
 	type scored struct {
 		i     int
@@ -328,7 +328,7 @@ func (p *Picker) soonest(runners []*registry.Runner, limit int64, key hintKey, c
 	if n == 0 {
 		return Pick{Outcome: OutcomeMiss}
 	}
-	out := make([]*registry.Runner, n)
+	out := make([]*runner.Runner, n)
 	for j := range out {
 		out[j] = runners[top[j].i]
 	}

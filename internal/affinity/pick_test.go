@@ -12,11 +12,12 @@ import (
 	"github.com/switchyard/switchyard/internal/affinity"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // newPool returns n active runners of one pool, sorted by address, with
 // nothing in flight.
-func newPool(t testing.TB, n int) []*registry.Runner {
+func newPool(t testing.TB, n int) []*runner.Runner {
 	t.Helper()
 	var b strings.Builder
 	b.WriteString("listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools:\n  - name: p\n    runners:\n")
@@ -44,7 +45,7 @@ type r struct {
 }
 
 // setup makes a pool in the given state and an index of its hints.
-func setup(t testing.TB, spec []r) ([]*registry.Runner, *affinity.Index) {
+func setup(t testing.TB, spec []r) ([]*runner.Runner, *affinity.Index) {
 	t.Helper()
 	if len(spec) == 0 {
 		return nil, affinity.NewIndex(affinity.IndexOptions{})
@@ -60,7 +61,7 @@ func setup(t testing.TB, spec []r) ([]*registry.Runner, *affinity.Index) {
 	return rs, x
 }
 
-func indices(all, picked []*registry.Runner) []int {
+func indices(all, picked []*runner.Runner) []int {
 	out := []int{}
 	for _, p := range picked {
 		for i, r := range all {
@@ -245,7 +246,7 @@ func TestBurstForNewModel(t *testing.T) {
 		t.Run(string(tt.mode), func(t *testing.T) {
 			rs, x := setup(t, make([]r, 8))
 			p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: tt.mode, Rand: rand.NewPCG(5, 6)})
-			used := map[*registry.Runner]bool{}
+			used := map[*runner.Runner]bool{}
 			var outcomes []affinity.Outcome
 			for i := range maxConc + 1 {
 				pk := p.Pick(rs, maxConc, "flux")

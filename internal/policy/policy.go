@@ -6,7 +6,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/affinity"
 	"github.com/switchyard/switchyard/internal/config"
-	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // ErrInvalidBody is returned for a route with on_invalid_body: reject when
@@ -16,15 +16,15 @@ var ErrInvalidBody = errors.New("request body is not a JSON object")
 // Runners is what the policy reads of the runner registry.
 type Runners interface {
 	// Active gives the pool's runners that may take new requests.
-	Active(pool string) []*registry.Runner
+	Active(pool string) []*runner.Runner
 	// Runner finds a registered runner, draining ones included.
-	Runner(pool, address string) (*registry.Runner, bool)
+	Runner(pool, address string) (*runner.Runner, bool)
 }
 
 // Picker orders a pool's runners for a request with a hint, and counts the
 // request on the runner it is dispatched to (Begin) until it ends.
 type Picker interface {
-	PickCost(runners []*registry.Runner, maxConcurrency int, hint string, cost affinity.Cost) affinity.Pick
+	PickCost(runners []*runner.Runner, maxConcurrency int, hint string, cost affinity.Cost) affinity.Pick
 	Begin(pick affinity.Pick, hint string, cost affinity.Cost) *affinity.Job
 	// Forget drops what the picker knows of a runner.
 	Forget(addr string)
@@ -53,10 +53,10 @@ type Decision struct {
 	Queued bool
 	// Runners are the chosen pool's runners for this request, best first;
 	// empty when Envoy's own balancer picks (or the pool has none).
-	Runners []*registry.Runner
+	Runners []*runner.Runner
 	// Fallbacks holds one runner per fallback pool, in order; nil for a
 	// pool with no active runner.
-	Fallbacks []*registry.Runner
+	Fallbacks []*runner.Runner
 	// Cost is the chosen pool's learnt cost the pick was made with.
 	Cost affinity.Cost
 	// Policy is the hint policy that ranked Runners.
@@ -159,7 +159,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 		d.Outcome = affinity.OutcomeNone
 	}
 	for _, f := range rule.Fallback {
-		var best *registry.Runner
+		var best *runner.Runner
 		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
 			if pick := picker.PickCost(e.runners.Active(f), p.MaxConcurrency, d.Hint, e.costs.Get(f)); len(pick.Runners) > 0 {
 				best = pick.Runners[0]

@@ -15,7 +15,7 @@ import (
 	"github.com/switchyard/switchyard/internal/affinity"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/policy"
-	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // simOptions shape a discrete-event simulation of one pool of GPU runners
@@ -66,7 +66,7 @@ type simReq struct {
 }
 
 type simRunner struct {
-	r       *registry.Runner
+	r       *runner.Runner
 	lru     []string // least recent first
 	queue   []*simReq
 	running int
@@ -97,11 +97,11 @@ func (h *simEvents) Pop() any {
 }
 
 // simPool is the pool's runners, as the registry would give them.
-type simPool []*registry.Runner
+type simPool []*runner.Runner
 
-func (p simPool) Active(string) []*registry.Runner { return p }
+func (p simPool) Active(string) []*runner.Runner { return p }
 
-func (p simPool) Runner(_, addr string) (*registry.Runner, bool) {
+func (p simPool) Runner(_, addr string) (*runner.Runner, bool) {
 	for _, r := range p {
 		if r.Address == addr {
 			return r, true
@@ -137,7 +137,7 @@ func simulate(o simOptions, hp config.HintPolicy) simResult {
 	runners := make([]*simRunner, o.RunnersPerPool)
 	active := make(simPool, o.RunnersPerPool)
 	for i := range runners {
-		runners[i] = &simRunner{r: &registry.Runner{Pool: "p", Address: fmt.Sprintf("10.0.0.1:%d", 9000+i)}}
+		runners[i] = &simRunner{r: &runner.Runner{Pool: "p", Address: fmt.Sprintf("10.0.0.1:%d", 9000+i)}}
 		active[i] = runners[i].r
 	}
 	engine := policy.New(policy.Options{

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // State of a runner.
@@ -36,13 +37,11 @@ var (
 	ErrBadAddress    = errors.New("bad runner address")
 )
 
-// Runner is one registered runner. Its in-flight count is updated by the
-// request path without taking the registry lock.
-type Runner struct {
-	Pool    string
-	Address string
-
-	inflight atomic.Int64
+// entry is one registered runner: the request path's shared state (its
+// in-flight count is updated without taking the registry lock) and the
+// registry's own lifecycle fields.
+type entry struct {
+	*runner.Runner
 
 	// Guarded by Registry.mu.
 	state    State
@@ -50,14 +49,6 @@ type Runner struct {
 	expires  time.Time // zero: no TTL
 	drainEnd time.Time // when a draining runner is removed at the latest
 }
-
-// InFlight is the number of requests switchyard has sent to the runner that
-// have not finished.
-func (r *Runner) InFlight() int64 { return r.inflight.Load() }
-
-// Acquire and Release count a request in flight on the runner.
-func (r *Runner) Acquire() { r.inflight.Add(1) }
-func (r *Runner) Release() { r.inflight.Add(-1) }
 
 // Info is a copy of a runner's state, for listing.
 type Info struct {
@@ -100,13 +91,13 @@ type Registry struct {
 	mu           sync.Mutex
 	pools        map[string]bool
 	drainTimeout time.Duration
-	runners      map[key]*Runner
+	runners      map[key]*entry
 	changed      chan struct{}
 	wake         chan struct{}
 
 	// active is a copy-on-write view of each pool's active runners, sorted
 	// by address, for the request path to read without the lock.
-	active atomic.Pointer[map[string][]*Runner]
+	active atomic.Pointer[map[string][]*runner.Runner]
 }
 
 func New(opts Options) *Registry {
@@ -120,7 +111,7 @@ func New(opts Options) *Registry {
 		onNew:        opts.OnNew,
 		pools:        map[string]bool{},
 		drainTimeout: config.DefaultDrainTimeout,
-		runners:      map[key]*Runner{},
+		runners:      map[key]*entry{},
 		changed:      make(chan struct{}, 1),
 		wake:         make(chan struct{}, 1),
 	}
@@ -170,7 +161,7 @@ func (r *Registry) ApplyConfig(cfg *config.Config) {
 	for k := range want {
 		rn, ok := r.runners[k]
 		if !ok {
-			rn = &Runner{Pool: k.pool, Address: k.addr}
+			rn = &entry{Runner: &runner.Runner{Pool: k.pool, Address: k.addr}}
 			r.runners[k] = rn
 			r.joined(k.addr)
 		}
@@ -192,7 +183,7 @@ func (r *Registry) Register(pool, address string, ttl time.Duration) (Info, erro
 	rn, ok := r.runners[k]
 	changed := !ok || rn.state != Active
 	if !ok {
-		rn = &Runner{Pool: pool, Address: addr, source: FromAPI}
+		rn = &entry{Runner: &runner.Runner{Pool: pool, Address: addr}, source: FromAPI}
 		r.runners[k] = rn
 		r.joined(addr)
 	}
@@ -256,7 +247,7 @@ func (r *Registry) keyLocked(pool, address string) (key, error) {
 	return key{pool, addr}, nil
 }
 
-func (r *Registry) drain(rn *Runner, now time.Time) {
+func (r *Registry) drain(rn *entry, now time.Time) {
 	rn.state = Draining
 	rn.expires = time.Time{}
 	rn.drainEnd = now.Add(r.drainTimeout)
@@ -306,21 +297,21 @@ func (r *Registry) Sweep() time.Time {
 }
 
 func (r *Registry) rebuildActiveLocked() {
-	m := make(map[string][]*Runner, len(r.pools))
+	m := make(map[string][]*runner.Runner, len(r.pools))
 	for k, rn := range r.runners {
 		if rn.state == Active {
-			m[k.pool] = append(m[k.pool], rn)
+			m[k.pool] = append(m[k.pool], rn.Runner)
 		}
 	}
 	for _, rs := range m {
-		slices.SortFunc(rs, func(a, b *Runner) int { return strings.Compare(a.Address, b.Address) })
+		slices.SortFunc(rs, func(a, b *runner.Runner) int { return strings.Compare(a.Address, b.Address) })
 	}
 	r.active.Store(&m)
 }
 
 // Active returns the pool's active runners, sorted by address. The slice is
 // shared and must not be modified; it is safe to read without locking.
-func (r *Registry) Active(pool string) []*Runner {
+func (r *Registry) Active(pool string) []*runner.Runner {
 	m := r.active.Load()
 	if m == nil {
 		return nil
@@ -370,11 +361,14 @@ func (r *Registry) Endpoints() map[string][]Endpoint {
 }
 
 // Runner returns the runner at address in pool.
-func (r *Registry) Runner(pool, address string) (*Runner, bool) {
+func (r *Registry) Runner(pool, address string) (*runner.Runner, bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	rn, ok := r.runners[key{pool, address}]
-	return rn, ok
+	if !ok {
+		return nil, false
+	}
+	return rn.Runner, true
 }
 
 // List returns every runner, sorted by pool then address.
@@ -394,7 +388,7 @@ func (r *Registry) List() []Info {
 	return out
 }
 
-func (r *Registry) info(rn *Runner) Info {
+func (r *Registry) info(rn *entry) Info {
 	in := Info{Pool: rn.Pool, Address: rn.Address, State: rn.state, Source: rn.source, InFlight: rn.InFlight()}
 	if !rn.expires.IsZero() {
 		t := rn.expires
