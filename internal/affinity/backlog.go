@@ -36,12 +36,11 @@ func (j *Job) Done() {
 }
 
 // Begin dispatches a request to the primary runner of pick (a Pick of this
-// Picker for hint, with the pool's cost): it counts the request in flight
-// on that runner and, in ModeSoonest, adds it to the runner's backlog,
-// expecting it to take cost.Hit when the pick found the model there and
-// cost.Miss otherwise. The caller ends the Job with Done. Begin returns nil
+// Picker for q): it counts the request in flight on that runner and, in
+// ModeSoonest, adds it to the runner's backlog, expecting it to take
+// q.Cost.Hit when the pick found the model there and q.Cost.Miss otherwise. The caller ends the Job with Done. Begin returns nil
 // when the pick has no runner.
-func (p *Picker) Begin(pick Pick, hint string, cost Cost) *Job {
+func (p *Picker) Begin(pick Pick, q Request) *Job {
 	if len(pick.Runners) == 0 {
 		return nil
 	}
@@ -50,10 +49,10 @@ func (p *Picker) Begin(pick Pick, hint string, cost Cost) *Job {
 	if p.backlog == nil {
 		return j
 	}
-	if hint != "" && ValidHint(hint) {
-		j.key = p.idx.key(hint)
+	if q.Hint != "" && ValidHint(q.Hint) {
+		j.key = p.idx.key(q.Hint)
 	}
-	c := estimate(cost)
+	c := estimate(q.Cost)
 	j.cost = c.Miss
 	if pick.Outcome == OutcomeHit || j.key.name == "" {
 		j.cost = c.Hit
@@ -67,7 +66,7 @@ func (p *Picker) Begin(pick Pick, hint string, cost Cost) *Job {
 // evictLoads is what a model load that evicts another model is taken to
 // cost beyond the load itself, in loads: the evicted model may be needed
 // again, and its reload evicts another. Tuned in the discrete-event
-// simulation of affinity's tests (sim_test.go): of 1 to 6 loads, 3 kept the
+// simulation of policy's tests (internal/policy/sim_test.go): of 1 to 6 loads, 3 kept the
 // hit rate closest to the ceiling at 95 % load with exact service times and
 // with service times off by up to ±50 %; 2 did as well with exact times
 // only, and waits a little less at lower loads.

@@ -34,7 +34,7 @@ func BenchmarkPick(b *testing.B) {
 				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeFal})
 				b.ReportAllocs()
 				for b.Loop() {
-					p.Pick(rs, 4, c.hint)
+					p.Pick(rs, affinity.Request{MaxConcurrency: 4, Hint: c.hint})
 				}
 			})
 		}
@@ -55,13 +55,13 @@ func BenchmarkPickSoonest(b *testing.B) {
 				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeSoonest})
 				for i, r := range rs {
 					for j := range 2 {
-						p.Begin(affinity.Pick{Runners: []*runner.Runner{r}, Outcome: affinity.OutcomeHit}, fmt.Sprintf("model-%d", i+j*n), cost)
+						p.Begin(affinity.Pick{Runners: []*runner.Runner{r}, Outcome: affinity.OutcomeHit}, affinity.Request{Hint: fmt.Sprintf("model-%d", i+j*n), Cost: cost})
 					}
 				}
 				b.ReportAllocs()
 				for b.Loop() {
-					pk := p.PickCost(rs, 4, c.hint, cost)
-					p.Begin(pk, c.hint, cost).Done()
+					pk := p.PickCost(rs, affinity.Request{MaxConcurrency: 4, Hint: c.hint, Cost: cost})
+					p.Begin(pk, affinity.Request{Hint: c.hint, Cost: cost}).Done()
 				}
 			})
 		}
@@ -74,7 +74,7 @@ func BenchmarkPickParallel(b *testing.B) {
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			p.Pick(rs, 4, "model-3")
+			p.Pick(rs, affinity.Request{MaxConcurrency: 4, Hint: "model-3"})
 		}
 	})
 }

@@ -102,14 +102,14 @@ func TestPickCostSoonest(t *testing.T) {
 				if j.hit {
 					outcome = affinity.OutcomeHit
 				}
-				jb := p.Begin(affinity.Pick{Runners: rs[i : i+1], Outcome: outcome}, j.hint, tt.cost)
+				jb := p.Begin(affinity.Pick{Runners: rs[i : i+1], Outcome: outcome}, affinity.Request{Hint: j.hint, Cost: tt.cost})
 				if j.done {
 					jb.Done()
 				}
 			}
 		}
 		now = now.Add(tt.elapsed)
-		got := p.PickCost(rs, tt.maxConc, "m", tt.cost)
+		got := p.PickCost(rs, affinity.Request{MaxConcurrency: tt.maxConc, Hint: "m", Cost: tt.cost})
 		if got.Runners[0] != rs[tt.primary] || got.Outcome != tt.outcome || got.Queued != tt.queued {
 			t.Errorf("%s: primary %v outcome %s queued %v; want runner %d, %s, %v",
 				tt.name, indices(rs, got.Runners[:1]), got.Outcome, got.Queued, tt.primary, tt.outcome, tt.queued)
@@ -125,11 +125,11 @@ func TestPickCostSoonest(t *testing.T) {
 func TestJobDone(t *testing.T) {
 	rs, idx := setup(t, []r{{}, {}})
 	p := affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: affinity.ModeSoonest})
-	j := p.Begin(affinity.Pick{Runners: rs[:1], Outcome: affinity.OutcomeMiss}, "m", affinity.Cost{})
+	j := p.Begin(affinity.Pick{Runners: rs[:1], Outcome: affinity.OutcomeMiss}, affinity.Request{Hint: "m", Cost: affinity.Cost{}})
 	if rs[0].InFlight() != 1 {
 		t.Fatalf("in flight %d after Begin, want 1", rs[0].InFlight())
 	}
-	if got := p.PickCost(rs, 2, "m", affinity.Cost{}); got.Runners[0] != rs[0] || got.Outcome != affinity.OutcomeHit {
+	if got := p.PickCost(rs, affinity.Request{MaxConcurrency: 2, Hint: "m", Cost: affinity.Cost{}}); got.Runners[0] != rs[0] || got.Outcome != affinity.OutcomeHit {
 		t.Errorf("a job for m in flight: pick %v %s, want runner 0 hit", indices(rs, got.Runners[:1]), got.Outcome)
 	}
 	j.Done()
@@ -137,12 +137,12 @@ func TestJobDone(t *testing.T) {
 	if rs[0].InFlight() != 0 {
 		t.Fatalf("in flight %d after Done twice, want 0", rs[0].InFlight())
 	}
-	if got := p.PickCost(rs, 2, "m", affinity.Cost{}); got.Outcome != affinity.OutcomeMiss {
+	if got := p.PickCost(rs, affinity.Request{MaxConcurrency: 2, Hint: "m", Cost: affinity.Cost{}}); got.Outcome != affinity.OutcomeMiss {
 		t.Errorf("no job and no report: outcome %s, want miss", got.Outcome)
 	}
 	var nilJob *affinity.Job
 	nilJob.Done()
-	if p.Begin(affinity.Pick{}, "m", affinity.Cost{}) != nil {
+	if p.Begin(affinity.Pick{}, affinity.Request{Hint: "m", Cost: affinity.Cost{}}) != nil {
 		t.Error("Begin without a runner returned a job")
 	}
 }

@@ -54,6 +54,19 @@ const (
 // as many as Envoy's route retries (contract.RunnerAlternatives).
 const MaxAlternatives = contract.RunnerAlternatives
 
+// Request is what a pick knows of one request and of its pool.
+type Request struct {
+	// Hint is the request's hint, "" for none; one that fails ValidHint
+	// counts as none.
+	Hint string
+	// MaxConcurrency is the pool's: a runner with this many requests in
+	// flight is busy (values below 1 count as 1). Begin does not read it.
+	MaxConcurrency int
+	// Cost is the pool's learnt request cost, zero until measured. Pick
+	// does not read it.
+	Cost Cost
+}
+
 // Pick is the choice for one request.
 type Pick struct {
 	// Runners is ordered: the primary first, then up to MaxAlternatives
@@ -116,9 +129,9 @@ func (p *Picker) Index() *Index { return p.idx }
 // Mode returns the Picker's mode.
 func (p *Picker) Mode() Mode { return p.mode }
 
-// Pick ranks runners (a pool's active runners) for a request with hint ("" for
-// none) and returns the best ones, never waiting: a runner is busy when its
-// in-flight count is at least maxConcurrency (values below 1 count as 1).
+// Pick ranks runners (a pool's active runners) for request q and returns
+// the best ones, never waiting: a runner is busy when its in-flight count is
+// at least q.MaxConcurrency.
 //
 // The ranking, best first:
 //
@@ -145,8 +158,9 @@ func (p *Picker) Mode() Mode { return p.mode }
 //
 // Pick is O(len(runners)) with a constant-size working set; it allocates
 // only the result slice (and, on a marked miss, the Index's update).
-func (p *Picker) Pick(runners []*runner.Runner, maxConcurrency int, hint string) Pick {
-	return p.pick(runners, maxConcurrency, hint, Cost{}, false)
+func (p *Picker) Pick(runners []*runner.Runner, q Request) Pick {
+	q.Cost = Cost{}
+	return p.pick(runners, q, false)
 }
 
 // PickCost is Pick with the pool's request costs (zero until measured). In
@@ -154,21 +168,22 @@ func (p *Picker) Pick(runners []*runner.Runner, maxConcurrency int, hint string)
 // first (see soonest), which may be a busy warm runner (Pick.Queued,
 // outcome hit); the other modes never wait, so under load every request
 // that finds the warm runners busy becomes a cold load.
-func (p *Picker) PickCost(runners []*runner.Runner, maxConcurrency int, hint string, cost Cost) Pick {
-	return p.pick(runners, maxConcurrency, hint, cost, true)
+func (p *Picker) PickCost(runners []*runner.Runner, q Request) Pick {
+	return p.pick(runners, q, true)
 }
 
-func (p *Picker) pick(runners []*runner.Runner, maxConcurrency int, hint string, cost Cost, mayWait bool) Pick {
+func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
+	hint := q.Hint
 	if hint != "" && !ValidHint(hint) {
 		hint = ""
 	}
-	limit := int64(max(maxConcurrency, 1))
+	limit := int64(max(q.MaxConcurrency, 1))
 	var key hintKey
 	if hint != "" {
 		key = p.idx.key(hint)
 	}
 	if mayWait && p.mode == ModeSoonest && hint != "" {
-		return p.soonest(runners, limit, key, cost)
+		return p.soonest(runners, limit, key, q.Cost)
 	}
 	seed := p.seed()
 

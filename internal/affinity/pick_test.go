@@ -139,7 +139,7 @@ func TestPick(t *testing.T) {
 			t.Run(string(mode)+"/"+tt.name, func(t *testing.T) {
 				rs, x := setup(t, tt.runners)
 				p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: mode, Rand: rand.NewPCG(1, 2)})
-				got := p.Pick(rs, tt.maxConc, tt.hint)
+				got := p.Pick(rs, affinity.Request{MaxConcurrency: tt.maxConc, Hint: tt.hint})
 				if got.Outcome != tt.outcome {
 					t.Errorf("outcome %q, want %q", got.Outcome, tt.outcome)
 				}
@@ -190,7 +190,7 @@ func TestPickTiesAreRandom(t *testing.T) {
 			p := affinity.NewPicker(affinity.PickerOptions{Index: x, Mode: affinity.ModeFal, Rand: rand.NewPCG(3, 4)})
 			count := make([]int, len(rs))
 			for range picks {
-				count[indices(rs, p.Pick(rs, 4, tt.hint).Runners[:1])[0]]++
+				count[indices(rs, p.Pick(rs, affinity.Request{MaxConcurrency: 4, Hint: tt.hint}).Runners[:1])[0]]++
 			}
 			share := picks / len(tt.tied)
 			for _, i := range tt.tied {
@@ -216,7 +216,7 @@ func TestPickDeterministicRand(t *testing.T) {
 		p := affinity.NewPicker(affinity.PickerOptions{Index: x, Rand: src, Mode: affinity.ModeLoadingMarks})
 		var out []int
 		for range 20 {
-			out = append(out, indices(rs, p.Pick(rs, 1, "").Runners)...)
+			out = append(out, indices(rs, p.Pick(rs, affinity.Request{MaxConcurrency: 1, Hint: ""}).Runners)...)
 		}
 		return out
 	}
@@ -249,7 +249,7 @@ func TestBurstForNewModel(t *testing.T) {
 			used := map[*runner.Runner]bool{}
 			var outcomes []affinity.Outcome
 			for i := range maxConc + 1 {
-				pk := p.Pick(rs, maxConc, "flux")
+				pk := p.Pick(rs, affinity.Request{MaxConcurrency: maxConc, Hint: "flux"})
 				pk.Runners[0].Acquire() // in flight: no response, no report yet
 				outcomes = append(outcomes, pk.Outcome)
 				if i < maxConc {
@@ -293,7 +293,7 @@ func TestPickConcurrent(t *testing.T) {
 	for w := range 4 {
 		wg.Go(func() { // request path: pick, acquire, release
 			for i := range 3000 {
-				pk := p.Pick(rs, 2, fmt.Sprintf("m%d", (i+w)%10))
+				pk := p.Pick(rs, affinity.Request{MaxConcurrency: 2, Hint: fmt.Sprintf("m%d", (i+w)%10)})
 				if len(pk.Runners) == 0 {
 					t.Error("no runner picked")
 					return

@@ -54,7 +54,7 @@ func (e *Engine) Dispatch(cfg *config.Config, d Decision) *Flight {
 		f.primaryFree = d.Runners[0].InFlight() < int64(p.MaxConcurrency)
 	}
 	if picker := e.pickers[d.Policy]; picker != nil {
-		f.job = picker.Begin(affinity.Pick{Runners: d.Runners, Outcome: d.Outcome, Queued: d.Queued}, d.Hint, d.Cost)
+		f.job = picker.Begin(affinity.Pick{Runners: d.Runners, Outcome: d.Outcome, Queued: d.Queued}, affinity.Request{Hint: d.Hint, Cost: d.Cost})
 	}
 	return f
 }

@@ -24,8 +24,8 @@ type Runners interface {
 // Picker orders a pool's runners for a request with a hint, and counts the
 // request on the runner it is dispatched to (Begin) until it ends.
 type Picker interface {
-	PickCost(runners []*runner.Runner, maxConcurrency int, hint string, cost affinity.Cost) affinity.Pick
-	Begin(pick affinity.Pick, hint string, cost affinity.Cost) *affinity.Job
+	PickCost(runners []*runner.Runner, q affinity.Request) affinity.Pick
+	Begin(pick affinity.Pick, q affinity.Request) *affinity.Job
 	// Forget drops what the picker knows of a runner.
 	Forget(addr string)
 }
@@ -152,7 +152,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
 		d.Cost = e.costs.Get(pool)
-		pick := picker.PickCost(e.runners.Active(pool), p.MaxConcurrency, d.Hint, d.Cost)
+		pick := picker.PickCost(e.runners.Active(pool), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: d.Cost})
 		d.Runners, d.Outcome, d.Queued = pick.Runners, pick.Outcome, pick.Queued
 	}
 	if d.Hint == "" {
@@ -161,7 +161,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	for _, f := range rule.Fallback {
 		var best *runner.Runner
 		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
-			if pick := picker.PickCost(e.runners.Active(f), p.MaxConcurrency, d.Hint, e.costs.Get(f)); len(pick.Runners) > 0 {
+			if pick := picker.PickCost(e.runners.Active(f), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: e.costs.Get(f)}); len(pick.Runners) > 0 {
 				best = pick.Runners[0]
 			}
 		}
