@@ -284,7 +284,7 @@ func (c benchConfig) yaml() string {
 	// runner to leave when probes are still in flight on it.
 	fmt.Fprintf(&s, "server:\n  grpc: %s\n  admin: %s\n  drain_timeout: 1s\n", c.GRPC, c.Admin)
 	// The probes rely on loading marks (see the package doc).
-	s.WriteString("hints: {policy: switchyard}\n")
+	s.WriteString("hints: {policy: loading_marks}\n")
 	// The live runner must never count as busy: probes that Envoy sends
 	// elsewhere before it has the new host still count in flight on it.
 	fmt.Fprintf(&s, "pools:\n  - name: %s\n    max_concurrency: 1000000\n    runners:\n", poolName)

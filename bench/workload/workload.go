@@ -1,7 +1,7 @@
 // Package workload is the routing-quality workload: GPU pools whose runners
 // hold a few models each, and the request sequence sent to them (Poisson
 // arrivals, Zipf model popularity reversed half-way). The benchmark in
-// bench/quality replays it through the real Envoy; affinity's tests
+// bench/quality replays it through the real Envoy; policy's tests
 // simulate it in virtual time. Both take it from here, so they measure the
 // same thing.
 package workload

@@ -1,4 +1,8 @@
 // Command switchyard routes GPU inference requests inside Envoy.
+//
+// In the code map (README):
+//
+//	main ─▶ internal/cli ─▶ internal/server (serve), internal/dev/stack (up, demo)
 package main
 
 import (

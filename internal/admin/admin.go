@@ -2,6 +2,10 @@
 // Prometheus metrics, debug views of the effective config and runners, and
 // runner registration (JSON). It holds no state; it calls the narrow
 // interfaces below.
+//
+// In the code map (README):
+//
+//	operators, runners ──(HTTP)──▶ admin ─▶ registry; reads config, hints, costs, xDS versions, metrics
 package admin
 
 import (

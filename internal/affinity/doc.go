@@ -16,7 +16,11 @@
 //     fal's rule (a non-busy runner holding the hint, else any non-busy
 //     runner, never waiting); ModeLoadingMarks adds loading marks to it.
 //
-// The package is plain Go: it knows nothing of gRPC, HTTP or Envoy. It
-// reads the registry's runners and counts requests in flight on them
-// (Begin and Job.Done) but never modifies the registry.
+// The package is plain Go: it knows nothing of gRPC, HTTP or Envoy, nor of
+// the registry. It reads runners (package runner) and counts requests in
+// flight on them (Begin and Job.Done); package policy decides when.
+//
+// In the code map (README), the request path:
+//
+//	extproc ─▶ policy ─▶ affinity ─▶ runner (in-flight counts)
 package affinity

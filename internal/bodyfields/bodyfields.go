@@ -2,6 +2,10 @@
 // decoding the rest of it: a multi-megabyte body of base64 image data costs
 // one scan, not an allocation per byte. Its output is what CEL expressions
 // see as `body`.
+//
+// In the code map (README), the request path:
+//
+//	Envoy ──(ext_proc, body)──▶ extproc ─▶ bodyfields ─▶ policy (CEL's body)
 package bodyfields
 
 import (

@@ -1,5 +1,10 @@
 // Package cli is the switchyard command line: it parses arguments and runs
 // a subcommand. main only wires signals, so tests run Main itself.
+//
+// In the code map (README):
+//
+//	cmd/switchyard ─▶ cli ─▶ internal/server (serve), config (validate),
+//	                         internal/dev/stack (up, demo), internal/dev/simrunner (sim-runner)
 package cli
 
 import (

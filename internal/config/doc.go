@@ -3,4 +3,8 @@
 // cross-reference checks and compilation of the CEL expressions. Its output,
 // Config, is the validated model every other package reads. It does no I/O
 // beyond reading the file it is given and never watches anything.
+//
+// In the code map (README):
+//
+//	config file ─▶ config ─▶ translate (Envoy resources), policy (decisions), registry (static runners)
 package config

@@ -2,6 +2,10 @@
 // watches the file's directory, not the file, so an editor's atomic rename
 // or a Kubernetes-style symlink swap is seen too. A file that fails to load
 // is reported and skipped: the caller keeps serving its last good config.
+//
+// In the code map (README):
+//
+//	config file changes ─▶ configwatch ─▶ server (swaps the config, republishes)
 package configwatch
 
 import (

@@ -2,6 +2,10 @@
 // reports what happened: requests per pool and variant, hint hits and cold
 // loads counted at the runners, and latency percentiles. The load comes
 // from vegeta's attacker at a constant rate.
+//
+// In the code map (README), dev tooling:
+//
+//	`switchyard demo` ─▶ stack (switchyard, Envoy, simulated runners) ◀── demo's workload
 package demo
 
 import (

@@ -5,6 +5,10 @@
 // in the X-Fal-Runner-Hints response header after every response, as a fal
 // runner's provide_hints() does.
 //
+// In the code map (README), dev tooling:
+//
+//	Envoy ──HTTP──▶ simrunner (stands in for a GPU runner)
+//
 // The integration tests run it in-process, `switchyard sim-runner` serves it
 // on a port (see Serve), and the demo and the benchmarks drive it. It owns
 // its own endpoints under /_sim/ (stats, Prometheus metrics, reset) and a

@@ -2,6 +2,10 @@
 // the real Envoy with the project's bootstrap, and optionally a simulated
 // runner on every loopback runner address of the config. `switchyard up`,
 // the demo and the benchmarks start it; it stops everything it started.
+//
+// In the code map (README), dev tooling:
+//
+//	up, demo, benchmarks ─▶ stack ─▶ server, envoy, simrunner
 package stack
 
 import (

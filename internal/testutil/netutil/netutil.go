@@ -1,5 +1,7 @@
 // Package netutil holds the small network helpers the tests, the stack and
 // the benchmarks share.
+//
+// In the code map (README): a shared test helper.
 package netutil
 
 import (

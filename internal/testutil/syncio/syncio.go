@@ -1,5 +1,7 @@
 // Package syncio has writers that a process's output and a reader (a test,
 // a log dump) can share safely.
+//
+// In the code map (README): a shared test helper.
 package syncio
 
 import (
