@@ -13,5 +13,7 @@
 //   - [Start] runs Envoy, waits until its admin /ready says LIVE (which needs
 //     the first LDS/CDS answer from a control plane), and returns a [Process]
 //     with helpers for the admin API ([Process.Stats], [Process.Get]) and a
-//     clean [Process.Stop].
+//     clean [Process.Stop]. Running the process itself (its process group,
+//     log, readiness wait and stop) is package supervise's job, shared with
+//     the other child processes of the tests and benchmarks.
 package envoy

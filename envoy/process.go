@@ -1,7 +1,6 @@
 package envoy
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"encoding/json"
@@ -16,13 +15,11 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/supervise"
 )
 
-const (
-	defaultReadyTimeout = 20 * time.Second
-	stopGrace           = 5 * time.Second
-	logTailLines        = 30
-)
+const defaultReadyTimeout = 20 * time.Second
 
 // StartOptions configure [Start]. The zero value is usable when a control
 // plane listens on [DefaultXDSAddress].
@@ -54,30 +51,24 @@ type StartOptions struct {
 
 // Process is a running Envoy started by [Start].
 type Process struct {
-	cmd      *exec.Cmd
+	proc     *supervise.Process
 	adminURL string
 	xds      string // for error messages
 	node     string
 	dir      string
 	ownDir   bool
-	log      *logBuffer
 	client   *http.Client
 
-	done    chan struct{} // closed when the process has exited and been reaped
-	waitErr error         // valid after done is closed
-
-	stopOnce sync.Once
-	stopErr  error
+	cleanupOnce sync.Once
 }
 
 // Start runs Envoy with the bootstrap from opts.Bootstrap and returns once
 // its admin API reports ready. ctx bounds only the start-up: after Start
 // returns, Envoy runs until [Process.Stop] (or until it exits by itself).
 //
-// Envoy runs in its own process group, so a terminal's Ctrl-C reaches only
-// the caller, which decides when to stop Envoy. On Linux Envoy is also killed
-// if the starting process dies (best effort: Pdeathsig follows the OS thread
-// that forked it).
+// Envoy runs under package supervise: in its own process group, so a
+// terminal's Ctrl-C reaches only the caller, which decides when to stop
+// Envoy, and on Linux killed if the starting process dies.
 //
 // If Envoy exits or does not become ready in time, Start stops it and returns
 // an error that includes the tail of its log.
@@ -101,9 +92,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		xds:    cmp.Or(opts.Bootstrap.XDSAddress, DefaultXDSAddress),
 		node:   cmp.Or(opts.Bootstrap.NodeID, DefaultNodeID),
 		dir:    opts.Dir,
-		log:    &logBuffer{max: 4 << 20},
 		client: &http.Client{Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}},
-		done:   make(chan struct{}),
 	}
 	if p.dir == "" {
 		if p.dir, err = os.MkdirTemp("", "switchyard-envoy-"); err != nil {
@@ -144,75 +133,46 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	}
 	args = append(args, opts.Args...)
 
-	var out io.Writer = p.log
-	if opts.Log != nil {
-		out = teeWriter{p.log, opts.Log}
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout = out
-	p.cmd.Stderr = out
-	p.cmd.SysProcAttr = sysProcAttr()
-	// Don't let a stray holder of the output pipe block Wait forever.
-	p.cmd.WaitDelay = time.Second
-	if err := p.cmd.Start(); err != nil {
-		p.cleanupDir()
-		return nil, fmt.Errorf("envoy: start %s: %w", bin, err)
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-
 	timeout := opts.ReadyTimeout
 	if timeout <= 0 {
 		timeout = defaultReadyTimeout
 	}
-	rctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	if err := p.waitReady(rctx, addrPath); err != nil {
-		_ = p.Stop()
-		return nil, fmt.Errorf("envoy: %w\n--- last lines of Envoy's log (%s) ---\n%s", err, bin, p.log.tail(logTailLines))
+	p.proc, err = supervise.Start(ctx, exec.Command(bin, args...), supervise.Options{
+		Name:         "Envoy",
+		Tee:          opts.Log,
+		Ready:        p.readyProbe(addrPath),
+		ReadyTimeout: timeout,
+	})
+	if err != nil {
+		p.cleanupDir()
+		return nil, fmt.Errorf("envoy: %w", err)
 	}
 	return p, nil
 }
 
-// waitReady polls for the admin address file, then for /ready == 200.
-func (p *Process) waitReady(ctx context.Context, addrPath string) error {
-	start := time.Now()
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	last := "admin address file not written yet"
-	for {
-		select {
-		case <-p.done:
-			return fmt.Errorf("Envoy exited during start-up (%v) after %v", exitDesc(p.waitErr), time.Since(start).Round(time.Millisecond))
-		case <-ctx.Done():
-			return fmt.Errorf("Envoy not ready after %v: %s (%w)", time.Since(start).Round(time.Millisecond), last, context.Cause(ctx))
-		case <-tick.C:
-		}
+// readyProbe waits for the admin address file, then for /ready == 200.
+func (p *Process) readyProbe(addrPath string) supervise.Probe {
+	return func(ctx context.Context) error {
 		// Re-read until ready: the file might be caught half-written.
 		b, err := os.ReadFile(addrPath)
 		addr := strings.TrimSpace(string(b))
 		if err != nil || addr == "" {
-			continue
+			return errors.New("admin address file not written yet")
 		}
 		p.adminURL = "http://" + addr
-		qctx, qcancel := context.WithTimeout(ctx, time.Second)
+		qctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
 		body, code, err := p.get(qctx, "/ready")
-		qcancel()
 		switch {
-		case ctx.Err() != nil:
-			// Keep the last real answer for the error message.
 		case err != nil:
-			last = "admin /ready: " + err.Error()
-		case code == http.StatusOK:
-			return nil
-		default:
+			return fmt.Errorf("admin /ready: %w", err)
+		case code != http.StatusOK:
 			// 503 PRE_INITIALIZING or INITIALIZING: normally still waiting
 			// for the first LDS/CDS answer from the control plane.
-			last = fmt.Sprintf("admin /ready answered %d %s (Envoy is ready only after its first LDS and CDS answers; is the control plane at %s serving node %q?)",
+			return fmt.Errorf("admin /ready answered %d %s (Envoy is ready only after its first LDS and CDS answers; is the control plane at %s serving node %q?)",
 				code, strings.TrimSpace(string(body)), p.xds, p.node)
 		}
+		return nil
 	}
 }
 
@@ -220,46 +180,27 @@ func (p *Process) waitReady(ctx context.Context, addrPath string) error {
 func (p *Process) AdminURL() string { return p.adminURL }
 
 // Pid is Envoy's process id (also its process group id on Unix).
-func (p *Process) Pid() int { return p.cmd.Process.Pid }
+func (p *Process) Pid() int { return p.proc.Pid() }
 
 // Log returns Envoy's output so far (the last 4 MiB if it wrote more).
-func (p *Process) Log() string { return p.log.String() }
+func (p *Process) Log() string { return p.proc.Log() }
 
 // Done is closed when Envoy has exited.
-func (p *Process) Done() <-chan struct{} { return p.done }
+func (p *Process) Done() <-chan struct{} { return p.proc.Done() }
 
 // Wait blocks until Envoy exits and returns its exit error (nil for status 0).
-func (p *Process) Wait() error {
-	<-p.done
-	return p.waitErr
-}
+func (p *Process) Wait() error { return p.proc.Wait() }
 
 // Stop asks Envoy to exit (SIGTERM), kills it if it has not exited within
-// 5s, and waits for it. It is safe to call more than once and from several
-// goroutines; every call returns the same result. Stop returns nil when
-// Envoy exited cleanly or because of Stop's signals, and otherwise the error
-// it exited with earlier (e.g. a crash).
+// 5s, waits for it and removes the directory Start created. It is safe to
+// call more than once and from several goroutines; every call returns the
+// same result. Stop returns nil when Envoy exited cleanly or because of
+// Stop's signals, and otherwise the error it exited with earlier (e.g. a
+// crash).
 func (p *Process) Stop() error {
-	p.stopOnce.Do(func() {
-		select {
-		case <-p.done:
-			// Exited by itself: report how.
-			p.stopErr = p.waitErr
-		default:
-			_ = terminate(p.cmd.Process)
-			select {
-			case <-p.done:
-			case <-time.After(stopGrace):
-				_ = kill(p.cmd.Process)
-				<-p.done
-			}
-			if p.waitErr != nil && !killedBySignal(p.waitErr) {
-				p.stopErr = p.waitErr
-			}
-		}
-		p.cleanupDir()
-	})
-	return p.stopErr
+	err := p.proc.Stop()
+	p.cleanupOnce.Do(p.cleanupDir)
+	return err
 }
 
 func (p *Process) cleanupDir() {
@@ -333,74 +274,4 @@ func parseStats(body []byte) (map[string]uint64, error) {
 		stats[s.Name] = v
 	}
 	return stats, nil
-}
-
-// teeWriter writes to the in-memory log and to the caller's writer; an error
-// from the caller's writer must not stop the copy from Envoy's pipe (Envoy
-// would block on a full pipe).
-type teeWriter struct {
-	log *logBuffer
-	w   io.Writer
-}
-
-func (t teeWriter) Write(b []byte) (int, error) {
-	_, _ = t.log.Write(b)
-	_, _ = t.w.Write(b)
-	return len(b), nil
-}
-
-// logBuffer keeps the last max bytes written to it.
-type logBuffer struct {
-	mu        sync.Mutex
-	buf       []byte
-	max       int
-	truncated bool
-}
-
-func (l *logBuffer) Write(b []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf = append(l.buf, b...)
-	if len(l.buf) > l.max {
-		drop := len(l.buf) - l.max
-		if i := bytes.IndexByte(l.buf[drop:], '\n'); i >= 0 && i < 1024 {
-			drop += i + 1
-		}
-		l.buf = append(l.buf[:0:0], l.buf[drop:]...)
-		l.truncated = true
-	}
-	return len(b), nil
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.truncated {
-		return "[... earlier output dropped ...]\n" + string(l.buf)
-	}
-	return string(l.buf)
-}
-
-func (l *logBuffer) tail(n int) string {
-	s := strings.TrimRight(l.String(), "\n")
-	if s == "" {
-		return "(no output)"
-	}
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	for i, line := range lines {
-		if len(line) > 300 {
-			lines[i] = line[:300] + " …"
-		}
-	}
-	return strings.Join(lines, "\n")
-}
-
-func exitDesc(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
 }

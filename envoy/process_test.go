@@ -3,11 +3,9 @@
 package envoy_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -26,6 +24,7 @@ import (
 	"google.golang.org/grpc"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/supervise/supervisetest"
 	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
@@ -69,22 +68,6 @@ func startADS(t *testing.T) string {
 		gs.Stop()
 	})
 	return lis.Addr().String()
-}
-
-// gone reports whether the process with this pid has exited (a zombie
-// waiting for a reaper counts as gone).
-func gone(pid int) bool {
-	if errors.Is(syscall.Kill(pid, 0), syscall.ESRCH) {
-		return true
-	}
-	stat, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return errors.Is(err, os.ErrNotExist)
-	}
-	// pid (comm) state ...; comm may contain spaces and parentheses.
-	s := string(stat)
-	i := strings.LastIndexByte(s, ')')
-	return i >= 0 && i+2 < len(s) && s[i+2] == 'Z'
 }
 
 func TestStartReadyStatsStop(t *testing.T) {
@@ -145,24 +128,13 @@ func TestStartReadyStatsStop(t *testing.T) {
 	pid := p.Pid()
 	dir := filepath.Dir(mustConfigPath(t, pid))
 	begin = time.Now()
-	if err := p.Stop(); err != nil {
-		t.Errorf("Stop: %v", err)
-	}
+	// Envoy exits 0 on SIGTERM.
+	supervisetest.StopCleanly(t, p)
 	stopped = true
 	t.Logf("Envoy stopped in %v", time.Since(begin).Round(time.Millisecond))
-	if err := p.Stop(); err != nil {
-		t.Errorf("second Stop: %v", err)
-	}
-	select {
-	case <-p.Done():
-	default:
-		t.Error("Done not closed after Stop")
-	}
-	if err := p.Wait(); err != nil {
-		t.Errorf("Wait after SIGTERM = %v, want clean exit", err)
-	}
-	if !gone(pid) {
-		t.Errorf("Envoy pid %d still exists after Stop", pid)
+	// Stop has reaped Envoy, so not even a zombie may be left.
+	if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+		t.Errorf("Envoy pid %d still exists after Stop (kill 0: %v)", pid, err)
 	}
 	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("temporary dir %s not removed: %v", dir, err)
@@ -281,71 +253,5 @@ func TestEnvoyAcceptsBootstrap(t *testing.T) {
 		if err != nil || !bytes.Contains(out, []byte("OK")) {
 			t.Errorf("envoy --mode validate %s: %v\n%s", name, err, out)
 		}
-	}
-}
-
-const helperEnv = "SWITCHYARD_ENVOY_TEST_HELPER"
-
-// TestHelperStartEnvoy is not a test: TestNoOrphanWhenParentKilled runs the
-// test binary with it as a parent that starts Envoy and then gets killed.
-func TestHelperStartEnvoy(t *testing.T) {
-	if os.Getenv(helperEnv) != "1" {
-		return
-	}
-	p, err := envoy.Start(context.Background(), envoy.StartOptions{
-		Bootstrap: envoy.BootstrapOptions{XDSAddress: startADS(t)},
-		Dir:       os.Getenv(helperEnv + "_DIR"), // the parent removes it
-	})
-	if err != nil {
-		fmt.Println("ERROR", strings.ReplaceAll(err.Error(), "\n", " | "))
-		os.Exit(1)
-	}
-	fmt.Println("PID", p.Pid())
-	time.Sleep(time.Minute) // until the test kills us
-	os.Exit(1)
-}
-
-func TestNoOrphanWhenParentKilled(t *testing.T) {
-	t.Parallel()
-	envoyBin(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperStartEnvoy$", "-test.count=1")
-	cmd.Env = append(os.Environ(), helperEnv+"=1", helperEnv+"_DIR="+t.TempDir())
-	cmd.Stderr = os.Stderr
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
-
-	pid := 0
-	sc := bufio.NewScanner(stdout)
-	for pid == 0 && sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "PID "); ok {
-			pid, _ = strconv.Atoi(rest)
-		} else if strings.HasPrefix(sc.Text(), "ERROR") {
-			t.Fatal(sc.Text())
-		}
-	}
-	if pid == 0 {
-		t.Fatalf("helper did not report Envoy's pid (%v)", sc.Err())
-	}
-	if gone(pid) {
-		t.Fatalf("Envoy pid %d not running while its parent is", pid)
-	}
-
-	if err := cmd.Process.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	deadline := time.Now().Add(3 * time.Second)
-	for !gone(pid) {
-		if time.Now().After(deadline) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-			t.Fatalf("Envoy pid %d outlived its killed parent", pid)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/supervise"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
@@ -62,9 +62,10 @@ type Stack struct {
 	EdgeURL    string // Envoy's listener
 	Envoy      *envoy.Process
 
-	mu       sync.Mutex
-	sw       *exec.Cmd
-	swDone   chan struct{}
+	mu sync.Mutex
+	sw *supervise.Process
+	// swLog holds the output of every switchyard the test started, in
+	// order, so a failure after a restart shows both runs.
 	swLog    *syncio.Buffer
 	restarts int
 }
@@ -154,68 +155,42 @@ func (s *Stack) ReadConfig() string {
 func (s *Stack) StartSwitchyard() {
 	s.t.Helper()
 	s.mu.Lock()
-	fmt.Fprintf(s.swLog, "---- switchyard start #%d ----\n", s.restarts+1)
 	s.restarts++
+	fmt.Fprintf(s.swLog, "---- switchyard start #%d ----\n", s.restarts)
+	s.mu.Unlock()
 	cmd := exec.Command(switchyardBin, "serve", "--config", s.ConfigPath, "--log-level", "debug")
-	cmd.Stdout, cmd.Stderr = s.swLog, s.swLog
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		s.mu.Unlock()
+	sw, err := supervise.Start(context.Background(), cmd, supervise.Options{
+		Name:         "switchyard",
+		Tee:          s.swLog,
+		Ready:        supervise.HTTPOK(s.AdminURL + "/readyz"),
+		ReadyTimeout: 15 * time.Second,
+	})
+	if err != nil {
 		s.t.Fatal(err)
 	}
-	done := make(chan struct{})
-	go func() { cmd.Wait(); close(done) }()
-	s.sw, s.swDone = cmd, done
+	s.mu.Lock()
+	s.sw = sw
 	s.mu.Unlock()
-
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		resp, err := http.Get(s.AdminURL + "/readyz")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-		}
-		select {
-		case <-done:
-			s.t.Fatalf("switchyard exited before it was ready")
-		default:
-		}
-		if time.Now().After(deadline) {
-			s.t.Fatalf("switchyard not ready after 15s: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }
 
 // KillSwitchyard kills switchyard with SIGKILL: no goodbye to Envoy.
 func (s *Stack) KillSwitchyard() {
 	s.mu.Lock()
-	cmd, done := s.sw, s.swDone
+	sw := s.sw
 	s.mu.Unlock()
-	if cmd == nil {
-		return
+	if sw != nil {
+		_ = sw.Kill()
 	}
-	_ = cmd.Process.Kill()
-	<-done
 }
 
 // StopSwitchyard stops switchyard with SIGTERM, then SIGKILL.
 func (s *Stack) StopSwitchyard() {
 	s.mu.Lock()
-	cmd, done := s.sw, s.swDone
+	sw := s.sw
 	s.sw = nil
 	s.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-done:
-	case <-time.After(5 * time.Second):
-		_ = cmd.Process.Kill()
-		<-done
+	if sw != nil {
+		_ = sw.Stop()
 	}
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
 	"github.com/switchyard/switchyard/internal/dev/stack"
+	"github.com/switchyard/switchyard/internal/supervise"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
@@ -95,9 +96,9 @@ func runChild(specJSON string) error {
 	return fmt.Errorf("unknown role %q", spec.Role)
 }
 
-// child is a runner or Go router process.
+// child is a runner, Go router or stack process.
 type child struct {
-	*proc
+	proc *supervise.Process
 	addr string
 }
 
@@ -116,33 +117,15 @@ func startChild(ctx context.Context, spec childSpec) (*child, error) {
 	b, _ := json.Marshal(spec)
 	cmd := exec.Command(exe)
 	cmd.Env = append(os.Environ(), childEnv+"="+string(b))
-	p, err := startProc(spec.Role, cmd)
+	p, err := supervise.Start(ctx, cmd, supervise.Options{
+		Name:         spec.Role,
+		Ready:        supervise.Listening(spec.Listen),
+		ReadyTimeout: 30 * time.Second,
+	})
 	if err != nil {
 		return nil, err
 	}
-	c := &child{proc: p, addr: spec.Listen}
-	wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := c.waitListening(wctx); err != nil {
-		c.stop()
-		return nil, p.failure(err)
-	}
-	return c, nil
+	return &child{proc: p, addr: spec.Listen}, nil
 }
 
-func (c *child) waitListening(ctx context.Context) error {
-	for {
-		if ok, err := c.exited(); ok {
-			return fmt.Errorf("exited during start-up: %v", err)
-		}
-		if conn, err := net.DialTimeout("tcp", c.addr, time.Second); err == nil {
-			conn.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("not listening on %s within 30s", c.addr)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
-}
+func (c *child) stop() { _ = c.proc.Stop() }

@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"fmt"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/supervise"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
@@ -50,7 +50,7 @@ func findPython() (string, error) {
 
 // pyRouter is routerapp/app.py running under uvicorn.
 type pyRouter struct {
-	*proc
+	proc    *supervise.Process
 	url     string
 	dir     string
 	version string
@@ -85,33 +85,21 @@ func startPyRouter(ctx context.Context, small, large string) (*pyRouter, error) 
 	}
 	cmd := exec.Command(py, app, "--port", strconv.Itoa(port), "--small", small, "--large", large)
 	cmd.Env = append(os.Environ(), "PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1")
-	p, err := startProc("python router", cmd)
+	url := "http://127.0.0.1:" + strconv.Itoa(port)
+	p, err := supervise.Start(ctx, cmd, supervise.Options{
+		Name:         "python router",
+		Ready:        supervise.HTTPOK(url + "/healthz"),
+		ReadyTimeout: 30 * time.Second,
+	})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	r := &pyRouter{proc: p, url: "http://127.0.0.1:" + strconv.Itoa(port), dir: dir, version: version}
-	if err := r.waitReady(ctx); err != nil {
-		r.stop()
-		return nil, p.failure(err)
-	}
-	return r, nil
-}
-
-func (r *pyRouter) waitReady(ctx context.Context) error {
-	client := &http.Client{Timeout: time.Second}
-	return r.proc.waitReady(ctx, 30*time.Second, 50*time.Millisecond, "not serving /healthz", func() bool {
-		resp, err := client.Get(r.url + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
+	return &pyRouter{proc: p, url: url, dir: dir, version: version}, nil
 }
 
 func (r *pyRouter) stop() {
-	r.proc.stop()
+	_ = r.proc.Stop()
 	os.RemoveAll(r.dir)
 }
 

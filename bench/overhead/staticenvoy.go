@@ -4,9 +4,8 @@ import (
 	"bytes"
 	"context"
 	_ "embed"
-	"fmt"
+	"errors"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +15,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/supervise"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
@@ -29,9 +29,9 @@ const envoyConcurrency = 2
 // staticEnvoy is "Envoy alone": the project's Envoy binary with a static
 // bootstrap that forwards everything to the runner.
 type staticEnvoy struct {
-	*proc
-	url string
-	dir string
+	proc *supervise.Process
+	url  string
+	dir  string
 }
 
 func startStaticEnvoy(ctx context.Context, runnerAddr string) (*staticEnvoy, error) {
@@ -64,62 +64,42 @@ func startStaticEnvoy(ctx context.Context, runnerAddr string) (*staticEnvoy, err
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	p, err := startProc("static envoy", exec.Command(bin,
+	listenAddr := net.JoinHostPort("127.0.0.1", strconv.Itoa(listen))
+	p, err := supervise.Start(ctx, exec.Command(bin,
 		"-c", cfgPath,
 		"--disable-hot-restart",
 		"--concurrency", strconv.Itoa(envoyConcurrency),
 		"-l", "warning",
 		"--admin-address-path", addrPath,
-	))
+	), supervise.Options{
+		Name:         "static envoy",
+		Ready:        staticReady(addrPath, listenAddr),
+		ReadyTimeout: 20 * time.Second,
+	})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	e := &staticEnvoy{proc: p, url: "http://127.0.0.1:" + strconv.Itoa(listen), dir: dir}
-	if err := e.waitReady(ctx, addrPath); err != nil {
-		e.stop()
-		return nil, p.failure(err)
-	}
-	return e, nil
+	return &staticEnvoy{proc: p, url: "http://" + listenAddr, dir: dir}, nil
 }
 
-// waitReady waits for admin /ready and for the listener to accept.
-func (e *staticEnvoy) waitReady(ctx context.Context, addrPath string) error {
-	client := &http.Client{Timeout: time.Second}
-	err := e.proc.waitReady(ctx, 20*time.Second, 25*time.Millisecond, "not ready", func() bool {
+// staticReady passes once admin /ready answers 200 and the listener accepts:
+// /ready alone can come a moment before the listener is bound.
+func staticReady(addrPath, listenAddr string) supervise.Probe {
+	return func(ctx context.Context) error {
 		b, err := os.ReadFile(addrPath)
-		if err != nil || len(bytes.TrimSpace(b)) == 0 {
-			return false
+		admin := strings.TrimSpace(string(b))
+		if err != nil || admin == "" {
+			return errors.New("admin address file not written yet")
 		}
-		resp, err := client.Get("http://" + strings.TrimSpace(string(b)) + "/ready")
-		if err != nil {
-			return false
+		if err := supervise.HTTPOK("http://" + admin + "/ready")(ctx); err != nil {
+			return err
 		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
-	})
-	if err != nil {
-		return err
+		return supervise.Listening(listenAddr)(ctx)
 	}
-	return waitListening(ctx, strings.TrimPrefix(e.url, "http://"))
 }
 
 func (e *staticEnvoy) stop() {
-	e.proc.stop()
+	_ = e.proc.Stop()
 	os.RemoveAll(e.dir)
-}
-
-func waitListening(ctx context.Context, addr string) error {
-	for {
-		c, err := net.DialTimeout("tcp", addr, time.Second)
-		if err == nil {
-			c.Close()
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%s not listening: %w", addr, err)
-		case <-time.After(20 * time.Millisecond):
-		}
-	}
 }

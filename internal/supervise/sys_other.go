@@ -1,12 +1,13 @@
 //go:build !unix
 
-package envoy
+package supervise
 
 import (
 	"os"
 	"syscall"
 )
 
+// Without process groups or SIGTERM, Stop can only kill the child itself.
 func sysProcAttr() *syscall.SysProcAttr { return nil }
 
 func terminate(p *os.Process) error { return p.Kill() }

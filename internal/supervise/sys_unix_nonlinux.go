@@ -1,11 +1,10 @@
 //go:build unix && !linux
 
-package envoy
+package supervise
 
 import "syscall"
 
 func sysProcAttr() *syscall.SysProcAttr {
-	// Own process group: a terminal's SIGINT goes to switchyard only, which
-	// then stops Envoy in order.
+	// No Pdeathsig outside Linux: a killed caller can leave the child behind.
 	return &syscall.SysProcAttr{Setpgid: true}
 }
