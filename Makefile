@@ -39,6 +39,7 @@ python: $(PYTHON_STAMP) ## install the Python packages of the example and the be
 
 test: envoy python lint build ## unit, real-Envoy integration and Python tests (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...
+	cd integration/deploy && $(GO) test $(GO_TEST_FLAGS) ./...
 	$(VENV)/bin/python -m pytest -q examples/python
 
 unit: ## unit tests only (no Envoy)
@@ -54,6 +55,7 @@ bench: envoy python build ## the benchmark suite (minutes): bench/results/*.json
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	cd integration/deploy && $(GO) vet ./...
 
 clean: ## remove build outputs and .venv
 	rm -rf bin $(VENV)

