@@ -631,3 +631,17 @@ routes:
 		}
 	}
 }
+
+// The loading_marks policy's old name, "switchyard", still routes as
+// loading_marks for one release (a busy warm runner is passed over at
+// once), and switchyard's log says it is deprecated.
+func TestHintPolicyOldName(t *testing.T) {
+	s, warm, warmRunner, _ := hintStack(t, "switchyard")
+	r, _, _ := busyWarmRunner(t, s, warmRunner)
+	if r.Runner() == warm || r.Header.Get("x-switchyard-hint") != "busy" {
+		t.Errorf("with the warm runner busy: served by %s (%s), want another runner (busy)", r.Runner(), r.Header.Get("x-switchyard-hint"))
+	}
+	if want := `hints.policy: \"switchyard\" is deprecated`; !strings.Contains(s.swLog.String(), want) {
+		t.Errorf("switchyard's log lacks %q:\n%s", want, s.swLog.String())
+	}
+}
