@@ -8,7 +8,7 @@
 
 # ---- build: a static, reproducible binary ----
 # The Go release is pinned; its major.minor matches the go directive in go.mod
-# (integration/compose_test.go checks this). BUILDPLATFORM lets a multi-arch
+# (integration/deploy/ checks this). BUILDPLATFORM lets a multi-arch
 # build cross-compile natively instead of emulating the target.
 FROM --platform=$BUILDPLATFORM golang:1.26.8 AS build
 WORKDIR /src
