@@ -102,7 +102,14 @@ type backlog struct {
 }
 
 type runnerBacklog struct {
-	jobs   []*Job
+	jobs []*Job // this replica's, in dispatch order
+	// remote holds, by replica, the jobs the other replicas of a cluster
+	// last reported on the runner (Picker.SetRemote); all is jobs and
+	// every replica's remote jobs in dispatch order, kept only while
+	// remote is not empty.
+	remote map[string][]*Job
+	all    []*Job
+
 	freed  time.Time // when a job last ended here
 	recent []hintKey // the hints of the jobs sent here, distinct, most recent last
 	slots  int       // the most hints the runner has reported at once
@@ -135,6 +142,7 @@ func (b *backlog) add(j *Job) {
 		b.runners.Add(j.r.Address, rb)
 	}
 	rb.jobs = append(rb.jobs, j)
+	rb.merge()
 	if j.key.name == "" {
 		return
 	}
@@ -166,7 +174,30 @@ func (b *backlog) remove(j *Job) {
 			break
 		}
 	}
+	rb.merge()
 	rb.freed = b.now()
+}
+
+// ordered is every job on the runner, this replica's and the others', in
+// dispatch order.
+func (rb *runnerBacklog) ordered() []*Job {
+	if len(rb.remote) == 0 {
+		return rb.jobs
+	}
+	return rb.all
+}
+
+// merge rebuilds all after jobs or remote changed.
+func (rb *runnerBacklog) merge() {
+	if len(rb.remote) == 0 {
+		rb.all = nil
+		return
+	}
+	rb.all = append(rb.all[:0], rb.jobs...)
+	for _, js := range rb.remote {
+		rb.all = append(rb.all, js...)
+	}
+	slices.SortStableFunc(rb.all, func(a, b *Job) int { return a.at.Compare(b.at) })
 }
 
 // wait is how long a request sent to the runner now is expected to wait
@@ -174,11 +205,11 @@ func (b *backlog) remove(j *Job) {
 // left of the jobs ahead of it (the running ones' cost less the time they
 // have run, the queued ones' whole cost) shared by the slots.
 func (rb *runnerBacklog) wait(now time.Time, limit int) time.Duration {
-	if rb == nil || len(rb.jobs) < limit {
+	if rb == nil || len(rb.ordered()) < limit {
 		return 0
 	}
 	var work time.Duration
-	for i, j := range rb.jobs {
+	for i, j := range rb.ordered() {
 		if i < limit {
 			start := j.at
 			if rb.freed.After(start) {
@@ -198,7 +229,7 @@ func (rb *runnerBacklog) pending(k hintKey) bool {
 	if rb == nil {
 		return false
 	}
-	for _, j := range rb.jobs {
+	for _, j := range rb.ordered() {
 		if j.key == k {
 			return true
 		}
@@ -222,8 +253,9 @@ func (rb *runnerBacklog) predict(v *view, k hintKey, slots int) (warm, full bool
 		return v != nil && v.has(k), slots > 0 && len(reported) >= slots
 	}
 	loads := 0 // distinct models the jobs ahead will load
-	for i, j := range rb.jobs {
-		if j.key.name == "" || (v != nil && v.has(j.key)) || slices.ContainsFunc(rb.jobs[:i], func(o *Job) bool { return o.key == j.key }) {
+	jobs := rb.ordered()
+	for i, j := range jobs {
+		if j.key.name == "" || (v != nil && v.has(j.key)) || slices.ContainsFunc(jobs[:i], func(o *Job) bool { return o.key == j.key }) {
 			continue
 		}
 		loads++
@@ -254,4 +286,77 @@ func (rb *runnerBacklog) predict(v *view, k hintKey, slots int) (warm, full bool
 		}
 	}
 	return older >= evict, full
+}
+
+// JobInfo is one request in flight on a runner, as replicas of a cluster
+// tell each other: its hint, its expected cost and how long ago it was sent.
+// Ages, not times, cross the network, so no replica reads another's clock.
+type JobInfo struct {
+	Hint string        `json:"hint,omitempty"`
+	Cost time.Duration `json:"cost"`
+	Age  time.Duration `json:"age"`
+}
+
+// Jobs returns the requests this Picker has sent and not seen end, by
+// runner address; nil unless the Picker keeps a backlog (ModeSoonest).
+func (p *Picker) Jobs() map[string][]JobInfo {
+	b := p.backlog
+	if b == nil {
+		return nil
+	}
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := map[string][]JobInfo{}
+	for _, addr := range b.runners.Keys() {
+		rb, _ := b.runners.Peek(addr)
+		for _, j := range rb.jobs {
+			out[addr] = append(out[addr], JobInfo{Hint: j.key.name, Cost: j.cost, Age: now.Sub(j.at)})
+		}
+	}
+	return out
+}
+
+// SetRemote replaces what replica reported it has in flight, by runner
+// address (nil forgets the replica): each job counts in the runner's
+// backlog as if this Picker had sent it, Age ago. It does nothing unless
+// the Picker keeps a backlog (ModeSoonest).
+func (p *Picker) SetRemote(replica string, jobs map[string][]JobInfo) {
+	b := p.backlog
+	if b == nil {
+		return
+	}
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, addr := range b.runners.Keys() {
+		rb, _ := b.runners.Peek(addr)
+		if _, had := rb.remote[replica]; had && jobs[addr] == nil {
+			delete(rb.remote, replica)
+			rb.merge()
+		}
+	}
+	for addr, infos := range jobs {
+		if len(infos) == 0 {
+			continue
+		}
+		rb, ok := b.runners.Get(addr)
+		if !ok {
+			rb = &runnerBacklog{}
+			b.runners.Add(addr, rb)
+		}
+		if rb.remote == nil {
+			rb.remote = map[string][]*Job{}
+		}
+		js := make([]*Job, 0, len(infos))
+		for _, in := range infos {
+			j := &Job{cost: in.Cost, at: now.Add(-in.Age)}
+			if in.Hint != "" && ValidHint(in.Hint) {
+				j.key = p.idx.key(in.Hint)
+			}
+			js = append(js, j)
+		}
+		rb.remote[replica] = js
+		rb.merge()
+	}
 }

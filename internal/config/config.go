@@ -62,6 +62,9 @@ type Config struct {
 	Responses Responses  `json:"responses"`
 	Pools     []Pool     `json:"pools"`
 	Routes    []Route    `json:"routes"`
+	// Cluster, when set, shares runner state with the other replicas
+	// through NATS JetStream; nil is a single instance.
+	Cluster *Cluster `json:"cluster,omitempty"`
 	// Warnings are what validate and the server's log report of a valid
 	// file: deprecated names.
 	Warnings []Problem `json:"-"`
@@ -91,6 +94,27 @@ type Server struct {
 	DrainTimeout Duration `json:"drain_timeout"`
 	MaxBodyBytes int      `json:"max_body_bytes"`
 }
+
+// Cluster is where replicas share runner state (the cluster section).
+type Cluster struct {
+	NATS    []string `json:"nats"`    // server URLs
+	Prefix  string   `json:"prefix"`  // of the key-value bucket names
+	Replica string   `json:"replica"` // this replica's name, unique among the replicas
+	// CredentialsFile is a NATS credentials file (JWT and seed); optional.
+	CredentialsFile string      `json:"credentials_file,omitempty"`
+	TLS             *ClusterTLS `json:"tls,omitempty"`
+}
+
+// ClusterTLS is the TLS of the connection to NATS: the CA that signs the
+// servers' certificates, and optionally this replica's client certificate.
+type ClusterTLS struct {
+	CAFile   string `json:"ca_file,omitempty"`
+	CertFile string `json:"cert_file,omitempty"`
+	KeyFile  string `json:"key_file,omitempty"`
+}
+
+// DefaultClusterPrefix prefixes the bucket names when cluster.prefix is unset.
+const DefaultClusterPrefix = "switchyard"
 
 type Hints struct {
 	RequestHeaders []string   `json:"request_headers"`

@@ -85,6 +85,23 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	}
 }
 
+// A cluster section names NATS servers; the bucket prefix has a default,
+// and without the section the instance is alone.
+func TestCluster(t *testing.T) {
+	const head = "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools: [{name: p}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\n"
+	cfg, err := config.Parse("c.yaml", []byte(head+"cluster: {nats: ['nats://10.0.0.1:4222', 'tls://nats.example:4222'], replica: edge-a}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := &config.Cluster{NATS: []string{"nats://10.0.0.1:4222", "tls://nats.example:4222"}, Prefix: config.DefaultClusterPrefix, Replica: "edge-a"}
+	if diff := cmp.Diff(want, cfg.Cluster); diff != "" {
+		t.Errorf("cluster (-want +got):\n%s", diff)
+	}
+	if cfg, err = config.Parse("c.yaml", []byte(head)); err != nil || cfg.Cluster != nil {
+		t.Errorf("no cluster section: %+v, %v", cfg.Cluster, err)
+	}
+}
+
 // The old name of both policies, "switchyard", still works for one release:
 // the same behaviour under the new name, and a warning at its line.
 func TestDeprecatedPolicyNames(t *testing.T) {
@@ -125,6 +142,11 @@ func TestProblems(t *testing.T) {
 	}{
 		{"unknown key with suggestion", head + "routes:\n  - name: r\n    match: {prefix: /}\n    rules:\n      - pool: p\n        falback: [q]\n",
 			[]string{`8|routes[0].rules[0].falback|unknown field (did you mean "fallback"?)`}},
+		{"cluster without servers", head + "routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\ncluster: {prefix: sy}\n",
+			[]string{`4|cluster.nats|at least one NATS server URL`}},
+		{"cluster fields", head + "routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]\ncluster:\n  nats: [http://x:4222, 'nats://:4222']\n  prefix: a.b\n  replica: 'edge a'\n  credentials_file: missing.creds\n  tls: {cert_file: missing.crt}\n",
+			[]string{`5|cluster.nats[0]|must be nats://host:port`, `5|cluster.nats[1]|must be nats://host:port`, `6|cluster.prefix|"a.b" must be`,
+				`7|cluster.replica|"edge a" must be`, `8|cluster.credentials_file|cannot read`, `9|cluster.tls|cert_file and key_file go together`, `9|cluster.tls.cert_file|cannot read`}},
 		{"unknown pool", head + "routes: [{name: r, match: {prefix: /}, rules: [{pool: nope}]}]\n",
 			[]string{`3|routes[0].rules[0].pool|unknown pool "nope"`}},
 		{"last rule with when", head + "routes: [{name: r, match: {prefix: /}, rules: [{when: 'true', pool: p}]}]\n",

@@ -17,6 +17,21 @@ type file struct {
 	Responses responsesFile  `yaml:"responses"`
 	Pools     []poolFile     `yaml:"pools"`
 	Routes    []routeFile    `yaml:"routes"`
+	Cluster   *clusterFile   `yaml:"cluster"`
+}
+
+type clusterFile struct {
+	NATS            []string        `yaml:"nats"`
+	Prefix          string          `yaml:"prefix"`
+	Replica         string          `yaml:"replica"`
+	CredentialsFile string          `yaml:"credentials_file"`
+	TLS             *clusterTLSFile `yaml:"tls"`
+}
+
+type clusterTLSFile struct {
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
 }
 
 type listenerFile struct {

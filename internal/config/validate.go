@@ -4,9 +4,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -32,6 +34,9 @@ func build(name string, f *file, ps *problems) *Config {
 	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints}
 	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
 	cfg.Routes = buildRoutes(f.Routes, cfg, root.key("routes"), ps)
+	if f.Cluster != nil {
+		cfg.Cluster = buildCluster(name, *f.Cluster, root.key("cluster"), ps)
+	}
 	return cfg
 }
 
@@ -434,4 +439,55 @@ func parseEnum[T ~string](in string, def T, values []T, deprecated map[string]T,
 	}
 	ps.at(path, "must be one of %s; got %q", strings.Join(names, ", "), in)
 	return def
+}
+
+// clusterName is what bucket prefixes and replica names may hold: they
+// become NATS key-value bucket names and keys.
+var clusterName = regexp.MustCompile(`^[A-Za-z0-9_-]{1,64}$`)
+
+// ValidClusterName says s may be a bucket prefix or a replica name.
+func ValidClusterName(s string) bool { return clusterName.MatchString(s) }
+
+func buildCluster(file string, in clusterFile, path fieldPath, ps *problems) *Cluster {
+	c := &Cluster{NATS: in.NATS, Prefix: in.Prefix, Replica: in.Replica}
+	if len(in.NATS) == 0 {
+		ps.at(path.key("nats"), "at least one NATS server URL is required (nats://host:4222)")
+	}
+	for i, raw := range in.NATS {
+		u, err := url.Parse(raw)
+		switch {
+		case err != nil:
+			ps.at(path.key("nats").idx(i), "%q is not a URL: %v", raw, err)
+		case !slices.Contains([]string{"nats", "tls", "ws", "wss"}, u.Scheme) || u.Hostname() == "":
+			ps.at(path.key("nats").idx(i), "%q must be nats://host:port (or tls://, ws://, wss://)", raw)
+		}
+	}
+	if c.Prefix == "" {
+		c.Prefix = DefaultClusterPrefix
+	} else if !clusterName.MatchString(c.Prefix) {
+		ps.at(path.key("prefix"), "%q must be 1-64 letters, digits, _ or -", c.Prefix)
+	}
+	if c.Replica != "" && !clusterName.MatchString(c.Replica) {
+		ps.at(path.key("replica"), "%q must be 1-64 letters, digits, _ or -", c.Replica)
+	}
+	if in.CredentialsFile != "" {
+		c.CredentialsFile = checkFile(file, in.CredentialsFile, path.key("credentials_file"), ps)
+	}
+	if t := in.TLS; t != nil {
+		tp := path.key("tls")
+		c.TLS = &ClusterTLS{}
+		if t.CAFile != "" {
+			c.TLS.CAFile = checkFile(file, t.CAFile, tp.key("ca_file"), ps)
+		}
+		if (t.CertFile == "") != (t.KeyFile == "") {
+			ps.at(tp, "cert_file and key_file go together")
+		}
+		if t.CertFile != "" {
+			c.TLS.CertFile = checkFile(file, t.CertFile, tp.key("cert_file"), ps)
+		}
+		if t.KeyFile != "" {
+			c.TLS.KeyFile = checkFile(file, t.KeyFile, tp.key("key_file"), ps)
+		}
+	}
+	return c
 }

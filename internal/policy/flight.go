@@ -91,8 +91,12 @@ func (f *Flight) End() {
 // Observe learns the hints a runner reported on a response, also for
 // requests no Flight follows (a route switchyard does not decide).
 func (e *Engine) Observe(r Response) {
-	if r.Runner != "" {
-		e.hints.Report(r.Runner, r.Hints, r.HintsReported)
+	if r.Runner == "" {
+		return
+	}
+	e.hints.Report(r.Runner, r.Hints, r.HintsReported)
+	if r.HintsReported && e.reported != nil {
+		e.reported(r.Runner, r.Hints)
 	}
 }
 

@@ -28,6 +28,10 @@ type Picker interface {
 	Begin(pick affinity.Pick, q affinity.Request) *affinity.Job
 	// Forget drops what the picker knows of a runner.
 	Forget(addr string)
+	// Jobs and SetRemote share the work in flight between the replicas of
+	// a cluster: this replica's jobs by runner, and another's.
+	Jobs() map[string][]affinity.JobInfo
+	SetRemote(replica string, jobs map[string][]affinity.JobInfo)
 }
 
 // Request is what the policy sees of an HTTP request.
@@ -66,11 +70,12 @@ type Decision struct {
 // Engine makes decisions and learns from what follows them; it is safe
 // for concurrent use.
 type Engine struct {
-	runners Runners
-	pickers map[config.HintPolicy]Picker
-	hints   *affinity.Index
-	costs   *affinity.Costs
-	now     func() time.Time
+	runners  Runners
+	pickers  map[config.HintPolicy]Picker
+	hints    *affinity.Index
+	costs    *affinity.Costs
+	now      func() time.Time
+	reported func(addr, hints string)
 }
 
 // Options configure an Engine.
@@ -88,6 +93,9 @@ type Options struct {
 	Pickers map[config.HintPolicy]Picker
 	// Now is the clock that times requests for Costs; time.Now when nil.
 	Now func() time.Time
+	// Reported, when set, is told every hints header a runner reported on
+	// a response this replica saw (the cluster shares it with the others).
+	Reported func(addr, hints string)
 }
 
 // New makes an Engine.
@@ -107,7 +115,29 @@ func New(o Options) *Engine {
 			o.Pickers[hp] = affinity.NewPicker(affinity.PickerOptions{Index: o.Hints, Mode: affinity.Mode(hp)})
 		}
 	}
-	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now}
+	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now, reported: o.Reported}
+}
+
+// Jobs is the work this replica has in flight, by runner address, as the
+// pickers that keep a backlog know it.
+func (e *Engine) Jobs() map[string][]affinity.JobInfo {
+	out := map[string][]affinity.JobInfo{}
+	for _, hp := range config.HintPolicies {
+		if p := e.pickers[hp]; p != nil {
+			for addr, js := range p.Jobs() {
+				out[addr] = append(out[addr], js...)
+			}
+		}
+	}
+	return out
+}
+
+// SetRemote replaces the work another replica reported in flight, by
+// runner address (nil forgets the replica), in every picker's estimates.
+func (e *Engine) SetRemote(replica string, jobs map[string][]affinity.JobInfo) {
+	for _, p := range e.pickers {
+		p.SetRemote(replica, jobs)
+	}
 }
 
 // Hints is the index the Engine learns runners' hints into.

@@ -273,7 +273,7 @@ func (r *Registry) Sweep() time.Time {
 			// requests have failed already, so there is nothing to drain.
 			delete(r.runners, k)
 			changed = true
-		case rn.state == Draining && (r.tracked && rn.InFlight() <= 0 || !now.Before(rn.drainEnd)):
+		case rn.state == Draining && (r.tracked && rn.Local() <= 0 || !now.Before(rn.drainEnd)):
 			delete(r.runners, k)
 			changed = true
 		case rn.state == Draining:

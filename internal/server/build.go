@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"sync/atomic"
 	"time"
 
@@ -14,6 +15,7 @@ import (
 
 	"github.com/switchyard/switchyard/extproc"
 	"github.com/switchyard/switchyard/internal/admin"
+	"github.com/switchyard/switchyard/internal/cluster"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/configwatch"
 	"github.com/switchyard/switchyard/internal/policy"
@@ -33,6 +35,7 @@ type Server struct {
 	}
 	runners *registry.Registry
 	engine  *policy.Engine
+	cluster *cluster.Cluster // nil for a single instance
 	pub     *xds.Publisher
 	grpc    *grpc.Server
 	admin   *http.Server
@@ -61,9 +64,26 @@ func New(o Options) (*Server, error) {
 	// address starts with no known hints and no work, whatever an earlier
 	// one held.
 	s.runners = registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) { s.engine.Forget(addr) }})
-	s.engine = policy.New(policy.Options{Runners: s.runners})
+	s.engine = policy.New(policy.Options{Runners: s.runners, Reported: func(addr, hints string) {
+		if s.cluster != nil {
+			s.cluster.Reported(addr, hints)
+		}
+	}})
 	s.runners.ApplyConfig(cfg)
 	registry.RegisterMetrics(reg, s.runners)
+	// Registrations go through the cluster when there is one, so that every
+	// replica has them.
+	var runners admin.Runners = s.runners
+	if cfg.Cluster != nil {
+		s.cluster = cluster.New(cluster.Options{
+			Config:   cfg.Cluster,
+			Registry: s.runners,
+			Engine:   s.engine,
+			Log:      s.log,
+			Metrics:  cluster.NewMetrics(reg),
+		})
+		runners = s.cluster
+	}
 
 	s.pub = xds.NewPublisher(s.log, s.metrics.xds)
 	s.grpc = grpc.NewServer(
@@ -83,7 +103,7 @@ func New(o Options) (*Server, error) {
 	})
 	s.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{
-			Runners: s.runners,
+			Runners: runners,
 			Hints:   s.engine.Hints().Hints,
 			Config:  s.current.Load,
 			Ready:   func() bool { return isClosed(s.pub.Ready()) },
@@ -109,8 +129,8 @@ func (s *Server) warn(c *config.Config) {
 // reload serves c, a valid new config, keeping the settings that apply
 // only at start.
 func (s *Server) reload(c *config.Config) {
-	if cur := s.current.Load().Server; c.Server.GRPC != cur.GRPC || c.Server.Admin != cur.Admin || c.Server.MaxBodyBytes != cur.MaxBodyBytes {
-		s.log.Warn("server.grpc, server.admin and server.max_body_bytes apply at the next restart; keeping the running ones", "file", c.File)
+	if cur := s.current.Load(); c.Server.GRPC != cur.Server.GRPC || c.Server.Admin != cur.Server.Admin || c.Server.MaxBodyBytes != cur.Server.MaxBodyBytes || !reflect.DeepEqual(c.Cluster, cur.Cluster) {
+		s.log.Warn("server.grpc, server.admin, server.max_body_bytes and cluster apply at the next restart; keeping the running ones", "file", c.File)
 		c = withBound(c, cur)
 	}
 	s.warn(c)
@@ -134,9 +154,10 @@ func (s *Server) rejected(err error) {
 }
 
 // withBound keeps the settings fixed when switchyard started: the
-// addresses it is bound to and the gRPC message limit.
-func withBound(c *config.Config, bound config.Server) *config.Config {
+// addresses it is bound to, the gRPC message limit and the cluster.
+func withBound(c, started *config.Config) *config.Config {
 	cp := *c
-	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = bound.GRPC, bound.Admin, bound.MaxBodyBytes
+	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = started.Server.GRPC, started.Server.Admin, started.Server.MaxBodyBytes
+	cp.Cluster = started.Cluster
 	return &cp
 }

@@ -43,7 +43,7 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("the initial snapshot could not be published; see the log")
 	}
 
-	errc := make(chan error, 3)
+	errc := make(chan error, 4)
 	go func() { errc <- s.grpc.Serve(grpcLis) }()
 	go func() {
 		if err := s.admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
@@ -69,6 +69,13 @@ func (s *Server) Run(ctx context.Context) error {
 		}
 	}()
 	go s.runners.Run(ctx.Done())
+	if s.cluster != nil {
+		go func() {
+			if err := s.cluster.Run(ctx); err != nil {
+				errc <- err
+			}
+		}()
+	}
 
 	if s.o.Started != nil {
 		s.o.Started(grpcLis.Addr(), adminLis.Addr())
