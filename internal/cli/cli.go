@@ -32,8 +32,9 @@ const usage = `switchyard routes GPU inference requests inside Envoy.
 Usage:
   switchyard serve --config FILE     xDS control plane, ext_proc and admin API
   switchyard validate FILE           check a config file; print every problem
-  switchyard up --config FILE [--simulate]
-                                     the local stack: serve + Envoy (+ simulated runners)
+  switchyard up --config FILE [--simulate] [--edges N]
+                                     the local stack: serve + Envoy (+ simulated runners);
+                                     N edges share runner state through an embedded NATS
   switchyard demo [--duration 30s]    the local stack with simulated runners and a workload
   switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
   switchyard help                    this text

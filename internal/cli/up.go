@@ -41,15 +41,29 @@ func addStackFlags(fs *flag.FlagSet, defaultConfig string, simulate bool) stackF
 	}
 }
 
-// start runs the stack with logs in files, so the terminal stays readable.
-func (f stackFlags) start(ctx context.Context, stderr io.Writer) (*stack.Stack, string, error) {
+// logDirectory is --log-dir, made if needed, or a new temporary directory.
+func (f stackFlags) logDirectory() (string, error) {
 	dir := *f.logDir
 	if dir == "" {
-		var err error
-		if dir, err = os.MkdirTemp("", "switchyard-up-"); err != nil {
-			return nil, "", err
-		}
-	} else if err := os.MkdirAll(dir, 0o755); err != nil {
+		return os.MkdirTemp("", "switchyard-up-")
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// options are the stack options the flags say.
+func (f stackFlags) options() stack.Options {
+	return stack.Options{
+		ConfigPath:     *f.config,
+		Simulate:       *f.simulate,
+		Sim:            simrunner.Options{LoadTime: *f.loadTime, InferTime: *f.inferTime, Slots: *f.slots},
+		EnvoyAdminPort: *f.envoyAdmin,
+	}
+}
+
+// start runs the stack with logs in files, so the terminal stays readable.
+func (f stackFlags) start(ctx context.Context, stderr io.Writer) (*stack.Stack, string, error) {
+	dir, err := f.logDirectory()
+	if err != nil {
 		return nil, "", err
 	}
 	swLog, err := os.Create(filepath.Join(dir, "switchyard.log"))
@@ -60,14 +74,9 @@ func (f stackFlags) start(ctx context.Context, stderr io.Writer) (*stack.Stack, 
 	if err != nil {
 		return nil, "", err
 	}
-	st, err := stack.Start(ctx, stack.Options{
-		ConfigPath:     *f.config,
-		Simulate:       *f.simulate,
-		Sim:            simrunner.Options{LoadTime: *f.loadTime, InferTime: *f.inferTime, Slots: *f.slots},
-		EnvoyAdminPort: *f.envoyAdmin,
-		Log:            slog.New(slog.NewTextHandler(swLog, nil)),
-		EnvoyLog:       envoyLog,
-	})
+	o := f.options()
+	o.Log, o.EnvoyLog = slog.New(slog.NewTextHandler(swLog, nil)), envoyLog
+	st, err := stack.Start(ctx, o)
 	var cerr *config.Error
 	if errors.As(err, &cerr) {
 		printProblems(stderr, cerr)
@@ -83,8 +92,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("up", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	f := addStackFlags(fs, "switchyard.yaml", false)
-	if err := fs.Parse(args); err != nil || fs.NArg() != 0 {
+	edges := fs.Int("edges", 1, "run this many edges (Envoy + switchyard each) sharing runner state through an embedded NATS")
+	if err := fs.Parse(args); err != nil || fs.NArg() != 0 || *edges < 1 {
 		return ErrUsage
+	}
+	if *edges > 1 {
+		return upEdges(ctx, f, *edges, stdout, stderr)
 	}
 	st, dir, err := f.start(ctx, stderr)
 	if err != nil {
@@ -104,6 +117,65 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	waitErr := st.Wait(ctx)
 	fmt.Fprintln(stdout, "switchyard up: stopping")
 	stopErr := st.Stop()
+	if waitErr != nil {
+		return waitErr
+	}
+	return stopErr
+}
+
+// upEdges runs n edges in front of the same runners, sharing runner state
+// through a NATS server embedded in this process.
+func upEdges(ctx context.Context, f stackFlags, n int, stdout, stderr io.Writer) error {
+	dir, err := f.logDirectory()
+	if err != nil {
+		return err
+	}
+	var files []*os.File
+	defer func() {
+		for _, fl := range files {
+			fl.Close()
+		}
+	}()
+	var logErr error
+	es, err := stack.StartEdges(ctx, stack.EdgesOptions{
+		Options: f.options(),
+		N:       n,
+		Dir:     dir,
+		LogFor: func(k int) (*slog.Logger, io.Writer) {
+			sw, err1 := os.Create(filepath.Join(dir, fmt.Sprintf("switchyard-%d.log", k)))
+			ev, err2 := os.Create(filepath.Join(dir, fmt.Sprintf("envoy-%d.log", k)))
+			if err := errors.Join(err1, err2); err != nil {
+				logErr = err
+				return slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
+			}
+			files = append(files, sw, ev)
+			return slog.New(slog.NewTextHandler(sw, nil)), ev
+		},
+	})
+	var cerr *config.Error
+	if errors.As(err, &cerr) {
+		printProblems(stderr, cerr)
+		return ErrInvalid
+	}
+	if err = errors.Join(err, logErr); err != nil {
+		return fmt.Errorf("%w (logs in %s)", err, dir)
+	}
+	first := es.Edges[0]
+	fmt.Fprintf(stdout, "switchyard up: %d edges sharing runner state through NATS at %s; %d pool(s), %d route(s) from %s\n",
+		n, es.NATS.URL(), len(first.Config.Pools), len(first.Config.Routes), *f.config)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	for _, r := range first.Runners {
+		fmt.Fprintf(tw, "  simulated runner\t%s\tpool %s\t%s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
+	}
+	fmt.Fprintf(tw, "  logs\t%s\t\t\n", dir)
+	tw.Flush()
+	for k, st := range es.Edges {
+		fmt.Fprintf(stdout, "ready: edge %d %s (admin %s)\n", k+1, st.EdgeURL, st.AdminURL)
+	}
+	fmt.Fprintln(stdout, "Ctrl-C stops everything")
+	waitErr := es.Wait(ctx)
+	fmt.Fprintln(stdout, "switchyard up: stopping")
+	stopErr := es.Stop()
 	if waitErr != nil {
 		return waitErr
 	}
