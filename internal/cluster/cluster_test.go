@@ -33,10 +33,16 @@ type replica struct {
 
 func startReplica(t *testing.T, name, url string) *replica {
 	t.Helper()
+	return startReplicaWith(t, name, url, "p")
+}
+
+// startReplicaWith starts a replica whose config has one pool, named pool.
+func startReplicaWith(t *testing.T, name, url, pool string) *replica {
+	t.Helper()
 	cfg, err := config.Parse("c.yaml", []byte(`
 listeners: [{name: l, address: 127.0.0.1, port: 10000}]
-pools: [{name: p, max_concurrency: 1}]
-routes: [{name: r, match: {prefix: /}, rules: [{pool: p}]}]
+pools: [{name: `+pool+`, max_concurrency: 1}]
+routes: [{name: r, match: {prefix: /}, rules: [{pool: `+pool+`}]}]
 cluster: {nats: ['`+url+`'], replica: `+name+`}
 `))
 	if err != nil {
@@ -196,4 +202,21 @@ func portOf(t *testing.T, url string) int {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// A registration in a pool a replica's config does not have (an older or
+// newer config) is ignored there, and counted.
+func TestUnknownPoolIgnored(t *testing.T) {
+	ns := startNATS(t, t.TempDir())
+	a := startReplica(t, "edge-a", ns.URL())
+	b := startReplicaWith(t, "edge-b", ns.URL(), "q")
+	if _, err := a.cluster.Register("p", "10.0.0.9:80", time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the entry seen and refused at B", func() bool {
+		return testutil.ToFloat64(b.metrics.Errors.WithLabelValues("apply")) == 1
+	})
+	if got := b.runners.List(); len(got) != 0 {
+		t.Errorf("B's runners %v, want none", got)
+	}
 }
