@@ -35,7 +35,12 @@ type Policy struct {
 	LoadBalancer      config.Balancer   `json:"load_balancer"` // the pools' load_balancer.policy
 	HashBalanceFactor int               `json:"hash_balance_factor,omitempty"`
 	HintPolicy        config.HintPolicy `json:"hint_policy,omitempty"` // hints.policy when switchyard picks
-	Default           bool              `json:"default,omitempty"`     // switchyard's default: the one the targets are about
+	// Edges, above 1, sends the requests through that many edges in
+	// turn (Envoy + switchyard each, in front of the same runners),
+	// sharing runner state through NATS unless Isolated.
+	Edges    int  `json:"edges,omitempty"`
+	Isolated bool `json:"isolated,omitempty"`
+	Default  bool `json:"default,omitempty"` // switchyard's default: the one the targets are about
 }
 
 // Policies are the alternatives a user would pick from, and switchyard.
@@ -47,6 +52,16 @@ var Policies = []Policy{
 	{Name: "switchyard, fal's rule", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintFal},
 	{Name: "switchyard, loading marks", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintLoadingMarks},
 	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Default: true},
+}
+
+// EdgePolicies are switchyard's default through 1, 2 and 4 edges, sharing
+// runner state and isolated.
+var EdgePolicies = []Policy{
+	{Name: "1 edge", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Edges: 1, Default: true},
+	{Name: "2 edges, shared state", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Edges: 2},
+	{Name: "2 edges, isolated", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Edges: 2, Isolated: true},
+	{Name: "4 edges, shared state", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Edges: 4},
+	{Name: "4 edges, isolated", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Edges: 4, Isolated: true},
 }
 
 // Options are the workload and the benchmark's runs of it.
@@ -155,18 +170,20 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 	if err := os.WriteFile(cfgPath, []byte(configFor(o, p)), 0o644); err != nil {
 		return nil, err
 	}
-	st, err := stack.Start(ctx, stack.Options{
+	so := stack.Options{
 		ConfigPath: cfgPath,
 		Simulate:   true,
 		Sim: simrunner.Options{
 			Slots: o.Slots, LoadTime: o.LoadTime, InferTime: o.InferTime,
 			MaxConcurrency: o.MaxConcurrency, Overload: simrunner.OverloadQueue,
 		},
-	})
+	}
+	es, err := stack.StartEdges(ctx, stack.EdgesOptions{Options: so, N: max(p.Edges, 1), Dir: dir, Isolated: p.Isolated || p.Edges <= 1})
 	if err != nil {
 		return nil, err
 	}
-	defer st.Stop()
+	defer es.Stop()
+	st := es.Edges[0] // its simulated runners serve every edge
 
 	var next atomic.Int64
 	targeter := func(t *vegeta.Target) error {
@@ -176,7 +193,8 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 		}
 		r := seq[i]
 		t.Method = "POST"
-		t.URL = fmt.Sprintf("%s/p%d/generate", st.EdgeURL, r.Pool)
+		// Clients are spread over the edges.
+		t.URL = fmt.Sprintf("%s/p%d/generate", es.Edges[int(i)%len(es.Edges)].EdgeURL, r.Pool)
 		t.Header = map[string][]string{"Content-Type": {"application/json"}, "X-Fal-Runner-Hint": {r.Model}}
 		t.Body = []byte(fmt.Sprintf(`{"model": %q, "prompt": "a lighthouse", "width": 1024, "height": 1024}`, r.Model))
 		return nil
@@ -208,9 +226,11 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 		run.ColdLoads += s.ColdLoads
 		run.Evictions += s.Evictions
 	}
-	run.Queued = int64(metric(st.AdminURL, "switchyard_queued_decisions_total"))
-	if Inspect != nil {
-		Inspect(st.AdminURL)
+	for _, e := range es.Edges {
+		run.Queued += int64(metric(e.AdminURL, "switchyard_queued_decisions_total"))
+		if Inspect != nil {
+			Inspect(e.AdminURL)
+		}
 	}
 	if n := run.Hits + run.Misses; n > 0 {
 		run.HitRate = float64(run.Hits) / float64(n)
@@ -292,27 +312,32 @@ func freePort() int {
 	return p
 }
 
-// Markdown renders the results as tables, one per load.
+// Markdown renders the results as tables, one per load, and the targets.
 func (r *Result) Markdown() string {
 	var b strings.Builder
+	r.tables(&b)
+	r.targets(&b)
+	return b.String()
+}
+
+// tables writes the workload and one table per load.
+func (r *Result) tables(b *strings.Builder) {
 	o := r.Options
-	fmt.Fprintf(&b, "%d pools × %d runners, %d model slots each, %d models per pool with Zipf(s=%.1f) popularity reversed half-way, "+
+	fmt.Fprintf(b, "%d pools × %d runners, %d model slots each, %d models per pool with Zipf(s=%.1f) popularity reversed half-way, "+
 		"max_concurrency %d, model load %s, inference %s; capacity %.0f requests/s (every request a hit); Poisson arrivals for %s per run; seed %d.\n\n",
 		o.Pools, o.RunnersPerPool, o.Slots, o.Models, o.ZipfS, o.MaxConcurrency, o.LoadTime, o.InferTime, r.Capacity, o.Duration, o.Seed)
 	for _, load := range o.Loads {
-		fmt.Fprintf(&b, "**%.0f%% of capacity** (%.0f requests/s)\n\n", 100*load, load*r.Capacity)
+		fmt.Fprintf(b, "**%.0f%% of capacity** (%.0f requests/s)\n\n", 100*load, load*r.Capacity)
 		b.WriteString("| policy | hit rate | warm answers | ceiling | cold loads | p50 ms | p95 ms | p99 ms | throughput/s | ok |\n|---|---|---|---|---|---|---|---|---|---|\n")
 		for _, run := range r.Runs {
 			if run.Load != load {
 				continue
 			}
-			fmt.Fprintf(&b, "| %s | %.1f%% | %.1f%% | %.1f%% | %d | %.0f | %.0f | %.0f | %.1f | %d/%d |\n",
+			fmt.Fprintf(b, "| %s | %.1f%% | %.1f%% | %.1f%% | %d | %.0f | %.0f | %.0f | %.1f | %d/%d |\n",
 				run.Policy, 100*run.HitRate, 100*run.WarmRate(), 100*run.Ceiling, run.ColdLoads, run.P50, run.P95, run.P99, run.Throughput, run.OK, run.Requests)
 		}
 		b.WriteString("\n")
 	}
-	r.targets(&b)
-	return b.String()
 }
 
 // targetLoads are the loads the targets are about.
@@ -377,4 +402,36 @@ func (r *Result) targets(b *strings.Builder) {
 		"client: the requests answered 200 by a runner that had the model loaded, of all requests sent. A p99 at the client timeout is a tie, not a win.\n\n| target | load | switchyard (default) | best other | met |\n|---|--:|--:|--:|---|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n")
+}
+
+// EdgesMarkdown renders a run of EdgePolicies: the tables, and the target
+// of several edges sharing state against one edge.
+func (r *Result) EdgesMarkdown() string {
+	var b strings.Builder
+	r.tables(&b)
+	b.WriteString("**Target** (reported, not asserted): with shared state, 4 edges keep at least 95 % of one edge's warm answers at 80 % load; isolated edges for contrast.\n\n")
+	b.WriteString("| edges | load | warm answers | of one edge's | met |\n|---|--:|--:|--:|---|\n")
+	for _, load := range r.Options.Loads {
+		var one *Run
+		for i, run := range r.Runs {
+			if run.Load == load && run.Default {
+				one = &r.Runs[i]
+			}
+		}
+		if one == nil || one.WarmRate() == 0 {
+			continue
+		}
+		for _, run := range r.Runs {
+			if run.Load != load || run.Default {
+				continue
+			}
+			ratio := run.WarmRate() / one.WarmRate()
+			met := "—"
+			if strings.HasPrefix(run.Policy, "4 edges, shared") && load == 0.8 {
+				met = map[bool]string{true: "yes", false: "no"}[ratio >= 0.95]
+			}
+			fmt.Fprintf(&b, "| %s | %.0f%% | %.1f%% | %.0f%% | %s |\n", run.Policy, 100*load, 100*run.WarmRate(), 100*ratio, met)
+		}
+	}
+	return b.String()
 }

@@ -43,3 +43,30 @@ func TestSmoke(t *testing.T) {
 		t.Errorf("markdown lacks the switchyard row:\n%s", md)
 	}
 }
+
+// A smoke run through two edges sharing state and two isolated ones.
+func TestEdgesSmoke(t *testing.T) {
+	if _, err := envoy.Find(); err != nil {
+		t.Fatalf("the several-edges benchmark needs the real Envoy: %v", err)
+	}
+	o := quality.Options{
+		Shape: workload.Shape{Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
+		Loads: []float64{0.8}, Policies: []quality.Policy{quality.EdgePolicies[0], quality.EdgePolicies[1], quality.EdgePolicies[2]},
+	}
+	o.Defaults(true)
+	res, err := quality.RunAll(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Runs {
+		if r.Requests == 0 || r.OK == 0 || r.WarmAnswers == 0 {
+			t.Errorf("%s: incomplete run %+v", r.Policy, r)
+		}
+	}
+	md := res.EdgesMarkdown()
+	for _, want := range []string{"| 2 edges, shared state |", "| 2 edges, isolated | 80% |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

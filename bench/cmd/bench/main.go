@@ -2,7 +2,7 @@
 // one JSON file per suite under bench/results/ and BENCHMARKS.md, rendered
 // from all the JSON files present (so one suite can be re-run alone).
 //
-//	go run ./bench/cmd/bench [-smoke] [-suites quality,overhead,controlplane,decision]
+//	go run ./bench/cmd/bench [-smoke] [-suites quality,edges,overhead,controlplane,decision]
 package main
 
 import (
@@ -57,24 +57,8 @@ type suite struct {
 }
 
 var suites = []suite{
-	{"quality", "Routing quality", func(ctx context.Context, smoke bool) (any, string, error) {
-		o := quality.Options{Log: os.Stderr}
-		if smoke {
-			o.LoadTime, o.InferTime = 200*time.Millisecond, 50*time.Millisecond
-		}
-		o.Defaults(smoke)
-		r, err := quality.RunAll(ctx, o)
-		if err != nil {
-			return nil, "", err
-		}
-		return r, r.Markdown(), nil
-	}, func(raw json.RawMessage) (string, error) {
-		var r quality.Result
-		if err := json.Unmarshal(raw, &r); err != nil {
-			return "", err
-		}
-		return r.Markdown(), nil
-	}},
+	qualitySuite("quality", "Routing quality", quality.Options{}, (*quality.Result).Markdown),
+	qualitySuite("edges", "Several edges", quality.Options{Loads: []float64{0.8}, Policies: quality.EdgePolicies}, (*quality.Result).EdgesMarkdown),
 	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := overhead.Run(ctx, overhead.Options{Smoke: smoke, Log: os.Stderr})
 		if err != nil {
@@ -92,9 +76,33 @@ var suites = []suite{
 	{"decision", "The decision path (Go benchmarks)", decisionBenchmarks, nil},
 }
 
+// qualitySuite is a routing-quality run of o (its policies at its loads),
+// reported by render.
+func qualitySuite(name, title string, o quality.Options, render func(*quality.Result) string) suite {
+	return suite{name, title, func(ctx context.Context, smoke bool) (any, string, error) {
+		o := o
+		o.Log = os.Stderr
+		if smoke {
+			o.LoadTime, o.InferTime = 200*time.Millisecond, 50*time.Millisecond
+		}
+		o.Defaults(smoke)
+		r, err := quality.RunAll(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		return r, render(r), nil
+	}, func(raw json.RawMessage) (string, error) {
+		var r quality.Result
+		if err := json.Unmarshal(raw, &r); err != nil {
+			return "", err
+		}
+		return render(&r), nil
+	}}
+}
+
 func main() {
 	smoke := flag.Bool("smoke", false, "a quick run of every suite (for CI)")
-	only := flag.String("suites", "quality,overhead,controlplane,decision", "suites to run, comma-separated")
+	only := flag.String("suites", "quality,edges,overhead,controlplane,decision", "suites to run, comma-separated")
 	out := flag.String("out", "bench/results", "directory of the JSON results")
 	md := flag.String("md", "BENCHMARKS.md", "the Markdown report, rendered from every JSON result in -out")
 	renderOnly := flag.Bool("render", false, "only render the Markdown report from the JSON results")

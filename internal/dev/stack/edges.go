@@ -34,6 +34,9 @@ type EdgesOptions struct {
 	Dir string
 	// LogFor gives edge k's switchyard log and Envoy log.
 	LogFor func(k int) (*slog.Logger, io.Writer)
+	// Isolated leaves the cluster section out: N independent edges, for
+	// comparison (no NATS is started).
+	Isolated bool
 }
 
 // Edges is several edges (Envoy + switchyard each) in front of the same
@@ -57,14 +60,17 @@ func StartEdges(ctx context.Context, o EdgesOptions) (*Edges, error) {
 	if err != nil {
 		return nil, err
 	}
-	ns, err := natsserver.Start(natsserver.Options{StoreDir: filepath.Join(o.Dir, "nats")})
-	if err != nil {
-		return nil, err
+	e := &Edges{}
+	natsURL := ""
+	if !o.Isolated {
+		if e.NATS, err = natsserver.Start(natsserver.Options{StoreDir: filepath.Join(o.Dir, "nats")}); err != nil {
+			return nil, err
+		}
+		natsURL = e.NATS.URL()
 	}
-	e := &Edges{NATS: ns}
 	for k := 1; k <= o.N; k++ {
 		path := filepath.Join(o.Dir, fmt.Sprintf("edge-%d.yaml", k))
-		data, err := edgeConfig(raw, k, ns.URL())
+		data, err := edgeConfig(raw, k, natsURL)
 		if err == nil {
 			err = os.WriteFile(path, data, 0o644)
 		}
@@ -92,8 +98,8 @@ func StartEdges(ctx context.Context, o EdgesOptions) (*Edges, error) {
 }
 
 // edgeConfig is the user's config for edge k: every port moved by
-// (k-1)·EdgePortStep and a cluster section naming the shared NATS and the
-// replica edge-k. Comments are not kept.
+// (k-1)·EdgePortStep and, unless natsURL is empty, a cluster section naming
+// the shared NATS and the replica edge-k. Comments are not kept.
 func edgeConfig(raw []byte, k int, natsURL string) ([]byte, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
@@ -129,7 +135,9 @@ func edgeConfig(raw []byte, k int, natsURL string) ([]byte, error) {
 		}
 		srv[key] = net.JoinHostPort(host, strconv.Itoa(n+shift))
 	}
-	doc["cluster"] = map[string]any{"nats": []string{natsURL}, "replica": fmt.Sprintf("edge-%d", k)}
+	if natsURL != "" {
+		doc["cluster"] = map[string]any{"nats": []string{natsURL}, "replica": fmt.Sprintf("edge-%d", k)}
+	}
 	return yaml.Marshal(doc)
 }
 
