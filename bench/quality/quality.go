@@ -178,7 +178,8 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 			MaxConcurrency: o.MaxConcurrency, Overload: simrunner.OverloadQueue,
 		},
 	}
-	es, err := stack.StartEdges(ctx, stack.EdgesOptions{Options: so, N: max(p.Edges, 1), Dir: dir, Isolated: p.Isolated || p.Edges <= 1})
+	es, err := stack.StartEdges(ctx, stack.EdgesOptions{Options: so, N: max(p.Edges, 1), Dir: dir, Isolated: p.Isolated || p.Edges <= 1,
+		Port: func(int, int) int { return freePort() }})
 	if err != nil {
 		return nil, err
 	}

@@ -123,19 +123,12 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	return stopErr
 }
 
-// upEdges runs n edges in front of the same runners, sharing runner state
-// through a NATS server embedded in this process.
-func upEdges(ctx context.Context, f stackFlags, n int, stdout, stderr io.Writer) error {
+// startEdges runs n edges with each one's logs in files.
+func (f stackFlags) startEdges(ctx context.Context, n int, stderr io.Writer) (*stack.Edges, string, error) {
 	dir, err := f.logDirectory()
 	if err != nil {
-		return err
+		return nil, "", err
 	}
-	var files []*os.File
-	defer func() {
-		for _, fl := range files {
-			fl.Close()
-		}
-	}()
 	var logErr error
 	es, err := stack.StartEdges(ctx, stack.EdgesOptions{
 		Options: f.options(),
@@ -148,17 +141,30 @@ func upEdges(ctx context.Context, f stackFlags, n int, stdout, stderr io.Writer)
 				logErr = err
 				return slog.New(slog.NewTextHandler(io.Discard, nil)), io.Discard
 			}
-			files = append(files, sw, ev)
+			// The files stay open while the process runs.
 			return slog.New(slog.NewTextHandler(sw, nil)), ev
 		},
 	})
 	var cerr *config.Error
 	if errors.As(err, &cerr) {
 		printProblems(stderr, cerr)
-		return ErrInvalid
+		return nil, dir, ErrInvalid
 	}
 	if err = errors.Join(err, logErr); err != nil {
-		return fmt.Errorf("%w (logs in %s)", err, dir)
+		if es != nil {
+			es.Stop()
+		}
+		return nil, dir, fmt.Errorf("%w (logs in %s)", err, dir)
+	}
+	return es, dir, nil
+}
+
+// upEdges runs n edges in front of the same runners, sharing runner state
+// through a NATS server embedded in this process.
+func upEdges(ctx context.Context, f stackFlags, n int, stdout, stderr io.Writer) error {
+	es, dir, err := f.startEdges(ctx, n, stderr)
+	if err != nil {
+		return err
 	}
 	first := es.Edges[0]
 	fmt.Fprintf(stdout, "switchyard up: %d edges sharing runner state through NATS at %s; %d pool(s), %d route(s) from %s\n",

@@ -31,8 +31,10 @@ const (
 	// LoadExpiry is how long a replica's load share counts after it was
 	// last received: a replica that died stops counting by then.
 	LoadExpiry = 3 * LoadHeartbeat
-	// retryWait is the pause before a broken session with NATS restarts.
-	retryWait = 500 * time.Millisecond
+	// retryWait is the pause before a broken session with NATS restarts;
+	// it doubles while sessions keep breaking at once, up to maxRetryWait.
+	retryWait    = 500 * time.Millisecond
+	maxRetryWait = 10 * time.Second
 	// opTimeout bounds one write or bucket operation.
 	opTimeout = 2 * time.Second
 )
@@ -145,6 +147,7 @@ func (c *Cluster) Run(ctx context.Context) error {
 	}
 	defer nc.Close()
 	go c.expireLoop(ctx)
+	wait := retryWait
 	for {
 		if !nc.IsConnected() {
 			c.m.Connected.Set(0)
@@ -156,19 +159,27 @@ func (c *Cluster) Run(ctx context.Context) error {
 			}
 			continue
 		}
+		began := time.Now()
 		err := c.session(ctx, nc)
 		c.m.Connected.Set(0)
 		if ctx.Err() != nil {
 			return nil
 		}
+		// A session that broke at once (JetStream off, no permission)
+		// is retried less and less often, up to maxRetryWait.
+		if time.Since(began) > maxRetryWait {
+			wait = retryWait
+		} else {
+			wait = min(2*wait, maxRetryWait)
+		}
 		if err != nil {
 			c.m.Errors.WithLabelValues("session").Inc()
-			c.log.Warn("cluster: shared state interrupted; routing on what this replica knows", "error", err)
+			c.log.Warn("cluster: shared state interrupted; routing on what this replica knows", "error", err, "retry_in", wait)
 		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-time.After(retryWait):
+		case <-time.After(wait):
 		}
 	}
 }

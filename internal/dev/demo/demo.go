@@ -85,40 +85,78 @@ func workload(o Options) vegeta.Targeter {
 // Run sends the workload and returns what came back; it stops early when
 // ctx ends.
 func Run(ctx context.Context, o Options) *Result {
-	atk := vegeta.NewAttacker(vegeta.Timeout(60*time.Second), vegeta.KeepAlive(true))
-	stop := context.AfterFunc(ctx, func() { atk.Stop() })
-	defer stop()
-	res := &Result{ByPool: map[string]int{}, ByVariant: map[string]int{}, ByHint: map[string]int{}}
-	rate := vegeta.Rate{Freq: o.Rate, Per: time.Second}
+	total, _ := RunEdges(ctx, o, []string{o.EdgeURL})
+	return total
+}
+
+// RunEdges sends the workload through several edges at once, o.Rate
+// shared among them (each edge's clients with a seed of their own), and
+// returns what came back in total and through each edge.
+func RunEdges(ctx context.Context, o Options, edges []string) (total *Result, per []*Result) {
+	newResult := func() *Result {
+		return &Result{ByPool: map[string]int{}, ByVariant: map[string]int{}, ByHint: map[string]int{}}
+	}
+	total = newResult()
+	type hit struct {
+		edge int
+		r    *vegeta.Result
+	}
+	results := make(chan hit, 64)
+	var wg sync.WaitGroup
+	for k, url := range edges {
+		per = append(per, newResult())
+		eo := o
+		eo.EdgeURL, eo.Seed = url, o.Seed+int64(k)
+		rate := vegeta.Rate{Freq: max(1, (o.Rate+len(edges)-1)/len(edges)), Per: time.Second}
+		atk := vegeta.NewAttacker(vegeta.Timeout(60*time.Second), vegeta.KeepAlive(true))
+		stop := context.AfterFunc(ctx, func() { atk.Stop() })
+		defer stop()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range atk.Attack(workload(eo), rate, o.Duration, fmt.Sprintf("demo-%d", k+1)) {
+				results <- hit{k, r}
+			}
+		}()
+	}
+	go func() { wg.Wait(); close(results) }()
 	start := time.Now()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	results := atk.Attack(workload(o), rate, o.Duration, "demo")
 	for {
 		select {
-		case r, ok := <-results:
+		case h, ok := <-results:
 			if !ok {
-				res.Metrics.Close()
+				total.Metrics.Close()
+				for _, p := range per {
+					p.Metrics.Close()
+				}
 				if o.Progress != nil {
 					fmt.Fprintln(o.Progress)
 				}
-				return res
+				return total, per
 			}
-			res.Metrics.Add(r)
-			if r.Code == http.StatusOK {
-				res.ByPool[r.Headers.Get("x-switchyard-pool")]++
-				if v := r.Headers.Get("x-switchyard-variant"); v != "" {
-					res.ByVariant[v]++
-				}
-				if h := r.Headers.Get("x-switchyard-hint"); h != "" {
-					res.ByHint[h]++
-				}
-			}
+			total.add(h.r)
+			per[h.edge].add(h.r)
 		case <-tick.C:
 			if o.Progress != nil {
-				res.progress(o.Progress, time.Since(start), o.Duration)
+				total.progress(o.Progress, time.Since(start), o.Duration)
 			}
 		}
+	}
+}
+
+func (r *Result) add(v *vegeta.Result) {
+	r.Metrics.Add(v)
+	if v.Code != http.StatusOK {
+		return
+	}
+	r.ByPool[v.Headers.Get("x-switchyard-pool")]++
+	if x := v.Headers.Get("x-switchyard-variant"); x != "" {
+		r.ByVariant[x]++
+	}
+	if h := v.Headers.Get("x-switchyard-hint"); h != "" {
+		r.ByHint[h]++
 	}
 }
 
@@ -142,13 +180,33 @@ type RunnerStats struct {
 	Requests, Hits, Misses, ColdLoads, Evicted int64
 }
 
+// ReportEdge prints what went through one edge: requests, latency and the
+// edge's decisions (the runners' counts are the fleet's, in Report).
+func (r *Result) ReportEdge(w io.Writer, name string) {
+	var b strings.Builder
+	fmt.Fprintf(&b, "\n%s:", name)
+	r.summary(&b)
+	r.decisions(&b)
+	io.WriteString(w, b.String())
+}
+
+func (r *Result) summary(b *strings.Builder) {
+	fmt.Fprintf(b, "\nRequests: %d sent at %.0f/s for %s, %.1f%% answered 200\n",
+		r.Metrics.Requests, r.Metrics.Rate, r.Metrics.Duration.Round(time.Second), 100*r.Metrics.Success)
+	fmt.Fprintf(b, "Latency:  p50 %s   p90 %s   p99 %s   max %s\n",
+		ms(r.Metrics.Latencies.P50), ms(r.Metrics.Latencies.P90), ms(r.Metrics.Latencies.P99), ms(r.Metrics.Latencies.Max))
+}
+
+func (r *Result) decisions(b *strings.Builder) {
+	fmt.Fprintf(b, "Edge decisions (x-switchyard-hint): hit %d, miss %d, busy %d, none %d\n",
+		r.ByHint["hit"], r.ByHint["miss"], r.ByHint["busy"], r.ByHint["none"])
+}
+
 // Report prints the results table.
 func (r *Result) Report(w io.Writer, runners []RunnerStats) {
 	var b strings.Builder
-	fmt.Fprintf(&b, "\nRequests: %d sent at %.0f/s for %s, %.1f%% answered 200\n",
-		r.Metrics.Requests, r.Metrics.Rate, r.Metrics.Duration.Round(time.Second), 100*r.Metrics.Success)
-	fmt.Fprintf(&b, "Latency:  p50 %s   p90 %s   p99 %s   max %s\n\n",
-		ms(r.Metrics.Latencies.P50), ms(r.Metrics.Latencies.P90), ms(r.Metrics.Latencies.P99), ms(r.Metrics.Latencies.Max))
+	r.summary(&b)
+	b.WriteString("\n")
 
 	pools := map[string]*RunnerStats{}
 	var names []string
@@ -183,8 +241,7 @@ func (r *Result) Report(w io.Writer, runners []RunnerStats) {
 	}
 	fmt.Fprintf(&b, "%-10s %9d %9s %9s %11d %10d\n", "all", total.Requests, "", pct(total.Hits, total.Hits+total.Misses), total.ColdLoads, total.Evicted)
 	fmt.Fprintf(&b, "\nHit rate is counted at the runners: requests that found their model loaded, of those that named one.\n")
-	fmt.Fprintf(&b, "Edge decisions (x-switchyard-hint): hit %d, miss %d, busy %d, none %d\n",
-		r.ByHint["hit"], r.ByHint["miss"], r.ByHint["busy"], r.ByHint["none"])
+	r.decisions(&b)
 	io.WriteString(w, b.String())
 }
 

@@ -37,6 +37,10 @@ type EdgesOptions struct {
 	// Isolated leaves the cluster section out: N independent edges, for
 	// comparison (no NATS is started).
 	Isolated bool
+	// Port, when set, gives edge k's port for a port of the config (edge
+	// 1 keeps the config's); by default it is the port plus
+	// (k-1)·EdgePortStep. Benchmarks and tests pass free ports here.
+	Port func(k, port int) int
 }
 
 // Edges is several edges (Envoy + switchyard each) in front of the same
@@ -70,7 +74,7 @@ func StartEdges(ctx context.Context, o EdgesOptions) (*Edges, error) {
 	}
 	for k := 1; k <= o.N; k++ {
 		path := filepath.Join(o.Dir, fmt.Sprintf("edge-%d.yaml", k))
-		data, err := edgeConfig(raw, k, natsURL)
+		data, err := edgeConfig(raw, k, natsURL, o.Port)
 		if err == nil {
 			err = os.WriteFile(path, data, 0o644)
 		}
@@ -100,17 +104,25 @@ func StartEdges(ctx context.Context, o EdgesOptions) (*Edges, error) {
 // edgeConfig is the user's config for edge k: every port moved by
 // (k-1)·EdgePortStep and, unless natsURL is empty, a cluster section naming
 // the shared NATS and the replica edge-k. Comments are not kept.
-func edgeConfig(raw []byte, k int, natsURL string) ([]byte, error) {
+func edgeConfig(raw []byte, k int, natsURL string, portFor func(k, port int) int) ([]byte, error) {
 	var doc map[string]any
 	if err := yaml.Unmarshal(raw, &doc); err != nil {
 		return nil, err
 	}
-	shift := (k - 1) * EdgePortStep
+	move := func(p int) int {
+		switch {
+		case k == 1:
+			return p
+		case portFor != nil:
+			return portFor(k, p)
+		}
+		return p + (k-1)*EdgePortStep
+	}
 	if ls, ok := doc["listeners"].([]any); ok {
 		for _, l := range ls {
 			if lm, ok := l.(map[string]any); ok {
 				if p, ok := lm["port"].(int); ok {
-					lm["port"] = p + shift
+					lm["port"] = move(p)
 				}
 			}
 		}
@@ -133,7 +145,7 @@ func edgeConfig(raw []byte, k int, natsURL string) ([]byte, error) {
 		if err != nil {
 			return nil, fmt.Errorf("server.%s: %w", key, err)
 		}
-		srv[key] = net.JoinHostPort(host, strconv.Itoa(n+shift))
+		srv[key] = net.JoinHostPort(host, strconv.Itoa(move(n)))
 	}
 	if natsURL != "" {
 		doc["cluster"] = map[string]any{"nats": []string{natsURL}, "replica": fmt.Sprintf("edge-%d", k)}
