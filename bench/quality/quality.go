@@ -23,6 +23,7 @@ import (
 	vegeta "github.com/tsenart/vegeta/v12/lib"
 
 	"github.com/switchyard/switchyard/bench/workload"
+	"github.com/switchyard/switchyard/internal/cluster"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
 	"github.com/switchyard/switchyard/internal/dev/stack"
@@ -137,6 +138,9 @@ type Result struct {
 	Options  Options `json:"options"`
 	Capacity float64 `json:"capacity_per_s"`
 	Runs     []Run   `json:"runs"`
+	// Propagation, for the edges suite, is how fast edges learn from
+	// each other.
+	Propagation *Propagation `json:"propagation,omitempty"`
 }
 
 // Run runs every policy at every load.
@@ -433,6 +437,10 @@ func (r *Result) EdgesMarkdown() string {
 			}
 			fmt.Fprintf(&b, "| %s | %.0f%% | %.1f%% | %.0f%% | %s |\n", run.Policy, 100*load, 100*run.WarmRate(), 100*ratio, met)
 		}
+	}
+	if p := r.Propagation; p != nil {
+		fmt.Fprintf(&b, "\n**Propagation** between two edges sharing state, %d samples each: a runner registered through edge 1 is listed by edge 2 after %.0f ms p50, %.0f ms p99; a hint a runner reported on a response through edge 1 after %.0f ms p50, %.0f ms p99 (polled every millisecond on edge 2's admin API; each sample a change on its own: back-to-back changes are batched, one write per %v at most).\n",
+			p.Samples, p.RegistrationP50, p.RegistrationP99, p.HintP50, p.HintP99, cluster.FlushInterval)
 	}
 	return b.String()
 }

@@ -70,3 +70,19 @@ func TestEdgesSmoke(t *testing.T) {
 		}
 	}
 }
+
+// Propagation between two edges is measured and reported.
+func TestPropagationSmoke(t *testing.T) {
+	p, err := quality.MeasurePropagation(context.Background(), 3)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Samples != 3 || p.RegistrationP50 <= 0 || p.HintP50 <= 0 || p.RegistrationP99 < p.RegistrationP50 || p.HintP99 < p.HintP50 {
+		t.Errorf("propagation %+v", p)
+	}
+	md := (&quality.Result{Propagation: p}).EdgesMarkdown()
+	if !strings.Contains(md, "**Propagation** between two edges") {
+		t.Errorf("markdown lacks the propagation:\n%s", md)
+	}
+	t.Logf("%+v", p)
+}

@@ -24,7 +24,8 @@ import (
 // Timings of the shared state.
 const (
 	// FlushInterval is the most often a replica writes its coalesced
-	// changes (hints, load, registrations).
+	// changes (hints, load, registrations); a change after a quiet spell
+	// is written at once.
 	FlushInterval = 50 * time.Millisecond
 	// LoadHeartbeat is the most a replica's load share goes unwritten.
 	LoadHeartbeat = time.Second
@@ -72,6 +73,7 @@ type Cluster struct {
 	m       *Metrics
 
 	reset chan struct{} // a reconnect: start a new session
+	kick  chan struct{} // a write was queued
 
 	mu sync.Mutex
 	// pending holds the writes not yet made, the latest value per key.
@@ -105,6 +107,7 @@ func New(o Options) *Cluster {
 	return &Cluster{
 		o: o, replica: replica, log: o.Log.With("replica", replica), m: o.Metrics,
 		reset:       make(chan struct{}, 1),
+		kick:        make(chan struct{}, 1),
 		pending:     map[string]map[string][]byte{},
 		owned:       map[string][]byte{},
 		lastHints:   map[string]string{},
@@ -266,6 +269,7 @@ func (c *Cluster) session(ctx context.Context, nc *nats.Conn) error {
 	}
 	flush := time.NewTicker(FlushInterval)
 	defer flush.Stop()
+	var flushed time.Time
 	health := time.NewTicker(LoadHeartbeat)
 	defer health.Stop()
 	for {
@@ -276,8 +280,17 @@ func (c *Cluster) session(ctx context.Context, nc *nats.Conn) error {
 			return errors.New("reconnected to NATS")
 		case err := <-errc:
 			return err
+		case <-c.kick:
+			// A write after a quiet spell goes at once; in a busy one,
+			// at the next tick, so writes stay at most one a tick.
+			if time.Since(flushed) < FlushInterval {
+				continue
+			}
+			if err := c.flush(sctx, kv, &flushed); err != nil {
+				return err
+			}
 		case <-flush.C:
-			if err := c.flush(sctx, kv); err != nil {
+			if err := c.flush(sctx, kv, &flushed); err != nil {
 				return err
 			}
 		case <-health.C:
@@ -312,16 +325,24 @@ func (c *Cluster) queueLocked(bucket, key string, value []byte) {
 		c.pending[bucket] = m
 	}
 	m[key] = value
+	select {
+	case c.kick <- struct{}{}:
+	default:
+	}
 }
 
 // flush writes the pending changes and, when it changed or is due, this
-// replica's load share. A failed write stays pending.
-func (c *Cluster) flush(ctx context.Context, kv buckets) error {
+// replica's load share, and sets *wrote when it wrote anything. A failed
+// write stays pending.
+func (c *Cluster) flush(ctx context.Context, kv buckets, wrote *time.Time) error {
 	c.queueLoad()
 	c.mu.Lock()
 	pending := c.pending
 	c.pending = map[string]map[string][]byte{}
 	c.mu.Unlock()
+	if len(pending) > 0 {
+		*wrote = time.Now()
+	}
 	var failed error
 	for bucket, m := range pending {
 		for key, value := range m {

@@ -57,8 +57,16 @@ type suite struct {
 }
 
 var suites = []suite{
-	qualitySuite("quality", "Routing quality", quality.Options{}, (*quality.Result).Markdown),
-	qualitySuite("edges", "Several edges", quality.Options{Loads: []float64{0.8}, Policies: quality.EdgePolicies}, (*quality.Result).EdgesMarkdown),
+	qualitySuite("quality", "Routing quality", quality.Options{}, nil, (*quality.Result).Markdown),
+	qualitySuite("edges", "Several edges", quality.Options{Loads: []float64{0.8}, Policies: quality.EdgePolicies},
+		func(ctx context.Context, r *quality.Result, smoke bool) (err error) {
+			samples := 50
+			if smoke {
+				samples = 5
+			}
+			r.Propagation, err = quality.MeasurePropagation(ctx, samples)
+			return err
+		}, (*quality.Result).EdgesMarkdown),
 	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := overhead.Run(ctx, overhead.Options{Smoke: smoke, Log: os.Stderr})
 		if err != nil {
@@ -77,8 +85,8 @@ var suites = []suite{
 }
 
 // qualitySuite is a routing-quality run of o (its policies at its loads),
-// reported by render.
-func qualitySuite(name, title string, o quality.Options, render func(*quality.Result) string) suite {
+// then extra (when set), reported by render.
+func qualitySuite(name, title string, o quality.Options, extra func(context.Context, *quality.Result, bool) error, render func(*quality.Result) string) suite {
 	return suite{name, title, func(ctx context.Context, smoke bool) (any, string, error) {
 		o := o
 		o.Log = os.Stderr
@@ -87,6 +95,9 @@ func qualitySuite(name, title string, o quality.Options, render func(*quality.Re
 		}
 		o.Defaults(smoke)
 		r, err := quality.RunAll(ctx, o)
+		if err == nil && extra != nil {
+			err = extra(ctx, r, smoke)
+		}
 		if err != nil {
 			return nil, "", err
 		}
