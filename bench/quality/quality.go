@@ -439,7 +439,7 @@ func (r *Result) EdgesMarkdown() string {
 		}
 	}
 	if p := r.Propagation; p != nil {
-		fmt.Fprintf(&b, "\n**Propagation** between two edges sharing state, %d samples each: a runner registered through edge 1 is listed by edge 2 after %.0f ms p50, %.0f ms p99; a hint a runner reported on a response through edge 1 after %.0f ms p50, %.0f ms p99 (polled every millisecond on edge 2's admin API; each sample a change on its own: back-to-back changes are batched, one write per %v at most).\n",
+		fmt.Fprintf(&b, "\n**Propagation** between two edges sharing state, %d samples each: a runner registered through edge 1 is listed by edge 2 after %.1f ms p50, %.1f ms p99; a hint a runner reported on a response through edge 1 after %.1f ms p50, %.1f ms p99 (polled every millisecond on edge 2's admin API; each sample a change on its own: back-to-back changes are batched, one write per %v at most).\n",
 			p.Samples, p.RegistrationP50, p.RegistrationP99, p.HintP50, p.HintP99, cluster.FlushInterval)
 	}
 	return b.String()
