@@ -31,12 +31,10 @@ func edges(t *testing.T, body string) (*natsserver.Server, *Stack, *Stack) {
 	return ns, a, b
 }
 
-// A runner registered at edge A is routed to through edge B within a
-// second, and a model a runner reported through A is a hit through B.
-func TestEdgesShareRunnersAndHints(t *testing.T) {
-	gpu := runnersNamed(t, simrunner.Options{LoadTime: 300 * time.Millisecond}, "gpu-1", "gpu-2", "gpu-3")
-	extra := StartRunner(t, "extra-1", simrunner.Options{})
-	_, a, b := edges(t, poolsYAML(poolSpec{name: "gpu", maxConcurrency: 1, runners: gpu})+`
+// gpuAndExtra is pool gpu of the given runners, routed on /, and pool
+// extra with no runner yet, routed on /extra.
+func gpuAndExtra(maxConcurrency int, gpu []*TestRunner) string {
+	return poolsYAML(poolSpec{name: "gpu", maxConcurrency: maxConcurrency, runners: gpu}) + `
   - {name: extra}
 routes:
   - name: extra
@@ -45,7 +43,15 @@ routes:
   - name: gen
     match: {prefix: /}
     rules: [{pool: gpu}]
-`)
+`
+}
+
+// A runner registered at edge A is routed to through edge B within a
+// second, and a model a runner reported through A is a hit through B.
+func TestEdgesShareRunnersAndHints(t *testing.T) {
+	gpu := runnersNamed(t, simrunner.Options{LoadTime: 300 * time.Millisecond}, "gpu-1", "gpu-2", "gpu-3")
+	extra := StartRunner(t, "extra-1", simrunner.Options{})
+	_, a, b := edges(t, gpuAndExtra(1, gpu))
 	if r := b.MustDo(http.MethodPost, "/extra", nil, tinyBody); r.Status == http.StatusOK {
 		t.Fatalf("pool extra answered before any runner registered: %d", r.Status)
 	}
@@ -170,16 +176,7 @@ func runnerAt(t *testing.T, s *Stack, addr string) runnerView {
 func TestEdgesNATSRestartUnderLoad(t *testing.T) {
 	gpu := runnersNamed(t, simrunner.Options{LoadTime: 50 * time.Millisecond, InferTime: 50 * time.Millisecond}, "gpu-1", "gpu-2")
 	extra := StartRunner(t, "extra-1", simrunner.Options{})
-	ns, a, b := edges(t, poolsYAML(poolSpec{name: "gpu", maxConcurrency: 4, runners: gpu})+`
-  - {name: extra}
-routes:
-  - name: extra
-    match: {prefix: /extra}
-    rules: [{pool: extra}]
-  - name: gen
-    match: {prefix: /}
-    rules: [{pool: gpu}]
-`)
+	ns, a, b := edges(t, gpuAndExtra(4, gpu))
 	url := ns.URL()
 	var sent, failed atomic.Int64
 	stop := make(chan struct{})

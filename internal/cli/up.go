@@ -106,21 +106,13 @@ func up(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stdout, "switchyard up: %d listener(s), %d pool(s), %d route(s) from %s\n",
 		len(st.Config.Listeners), len(st.Config.Pools), len(st.Config.Routes), st.Config.File)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, r := range st.Runners {
-		fmt.Fprintf(tw, "  simulated runner\t%s\tpool %s\t%s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
-	}
+	printRunners(tw, st.Runners)
 	fmt.Fprintf(tw, "  switchyard admin\t%s\t(runners: %s/v1/runners)\t\n", st.AdminURL, st.AdminURL)
 	fmt.Fprintf(tw, "  envoy admin\t%s\t(pid %d)\t\n", st.EnvoyAdminURL, st.Envoy.Pid())
 	fmt.Fprintf(tw, "  logs\t%s\t\t\n", dir)
 	tw.Flush()
 	fmt.Fprintf(stdout, "ready: send requests to %s  (Ctrl-C stops everything)\n", st.EdgeURL)
-	waitErr := st.Wait(ctx)
-	fmt.Fprintln(stdout, "switchyard up: stopping")
-	stopErr := st.Stop()
-	if waitErr != nil {
-		return waitErr
-	}
-	return stopErr
+	return serveUntilDone(ctx, st, stdout)
 }
 
 // startEdges runs n edges with each one's logs in files.
@@ -170,20 +162,36 @@ func upEdges(ctx context.Context, f stackFlags, n int, stdout, stderr io.Writer)
 	fmt.Fprintf(stdout, "switchyard up: %d edges sharing runner state through NATS at %s; %d pool(s), %d route(s) from %s\n",
 		n, es.NATS.URL(), len(first.Config.Pools), len(first.Config.Routes), *f.config)
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-	for _, r := range first.Runners {
-		fmt.Fprintf(tw, "  simulated runner\t%s\tpool %s\t%s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
-	}
+	printRunners(tw, first.Runners)
 	fmt.Fprintf(tw, "  logs\t%s\t\t\n", dir)
 	tw.Flush()
 	for k, st := range es.Edges {
 		fmt.Fprintf(stdout, "ready: edge %d %s (admin %s)\n", k+1, st.EdgeURL, st.AdminURL)
 	}
 	fmt.Fprintln(stdout, "Ctrl-C stops everything")
-	waitErr := es.Wait(ctx)
+	return serveUntilDone(ctx, es, stdout)
+}
+
+// running is a stack, or several edges, that up serves until Ctrl-C.
+type running interface {
+	Wait(ctx context.Context) error
+	Stop() error
+}
+
+// serveUntilDone waits for Ctrl-C (or a part stopping on its own), then
+// stops everything.
+func serveUntilDone(ctx context.Context, r running, stdout io.Writer) error {
+	waitErr := r.Wait(ctx)
 	fmt.Fprintln(stdout, "switchyard up: stopping")
-	stopErr := es.Stop()
+	stopErr := r.Stop()
 	if waitErr != nil {
 		return waitErr
 	}
 	return stopErr
+}
+
+func printRunners(w io.Writer, runners []stack.Runner) {
+	for _, r := range runners {
+		fmt.Fprintf(w, "  simulated runner\t%s\tpool %s\t%s\n", r.Runner.Stats().Name, r.Pool, r.Addr)
+	}
 }
