@@ -46,6 +46,7 @@ type Registry interface {
 	Deregister(pool, address string) (registry.Info, error)
 	List() []registry.Info
 	Runner(pool, address string) (*runner.Runner, bool)
+	EachActive(fn func(*runner.Runner))
 }
 
 // Engine is what the cluster reads and changes of the routing policy.

@@ -1,14 +1,18 @@
 package cluster
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/switchyard/switchyard/internal/affinity"
+	"github.com/switchyard/switchyard/internal/runner"
 )
 
 // loadShare is a replica's entry in the load bucket: its own work in flight
@@ -30,13 +34,16 @@ type runnerShare struct {
 func (c *Cluster) queueLoad() {
 	jobs := c.o.Engine.Jobs()
 	share := loadShare{Replica: c.replica, Runners: []runnerShare{}}
-	for _, info := range c.o.Registry.List() {
-		r, ok := c.o.Registry.Runner(info.Pool, info.Address)
-		if !ok || (r.Local() == 0 && len(jobs[info.Address]) == 0) {
-			continue
+	// Active runners only: a draining one takes no new work anywhere.
+	c.o.Registry.EachActive(func(r *runner.Runner) {
+		if n := r.Local(); n > 0 || len(jobs[r.Address]) > 0 {
+			share.Runners = append(share.Runners, runnerShare{Pool: r.Pool, Address: r.Address, InFlight: n, Jobs: jobs[r.Address]})
 		}
-		share.Runners = append(share.Runners, runnerShare{Pool: info.Pool, Address: info.Address, InFlight: r.Local(), Jobs: jobs[info.Address]})
-	}
+	})
+	// A stable order, so an unchanged share is seen as unchanged.
+	slices.SortFunc(share.Runners, func(a, b runnerShare) int {
+		return cmp.Or(strings.Compare(a.Pool, b.Pool), strings.Compare(a.Address, b.Address))
+	})
 	// The share without its ages says whether anything changed.
 	sig := share
 	sig.Runners = make([]runnerShare, len(share.Runners))

@@ -319,6 +319,20 @@ func (r *Registry) Active(pool string) []*runner.Runner {
 	return (*m)[pool]
 }
 
+// EachActive calls fn for every active runner, pool by pool, without
+// locking or copying: it reads the request path's view.
+func (r *Registry) EachActive(fn func(*runner.Runner)) {
+	m := r.active.Load()
+	if m == nil {
+		return
+	}
+	for _, rs := range *m {
+		for _, rn := range rs {
+			fn(rn)
+		}
+	}
+}
+
 // drainPoll is how often a draining runner's in-flight count is checked.
 const drainPoll = 100 * time.Millisecond
 
