@@ -4,13 +4,20 @@ import (
 	"net/netip"
 	"time"
 
+	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
+	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
+	matchingv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/common/matching/v3"
+	skipactionv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/matcher/action/v3"
+	setfilterstatecommonv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/common/set_filter_state/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	routerv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/router/v3"
+	setfilterstatev3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/set_filter_state/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
 	earlymutationv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/http/early_header_mutation/header_mutation/v3"
+	networkinputsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/matching/common_inputs/network/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -75,7 +82,8 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 			TypedConfig: mustAny(stripInternalHeaders()),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
-			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcFilter())}},
+			{Name: decodedMarkFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(decodedMark())}},
+			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded())}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}
@@ -119,6 +127,57 @@ func stripInternalHeaders() *earlymutationv3.HeaderMutation {
 		})
 	}
 	return m
+}
+
+// decodedMarkFilter marks, in filter state, a request whose headers Envoy
+// decoded. A request Envoy's HTTP/1 codec rejects (control characters,
+// oversized headers, a malformed request line) never gets the mark.
+const (
+	decodedMarkFilter = "switchyard.decoded_mark"
+	decodedMarkKey    = "switchyard.request_decoded"
+)
+
+func decodedMark() *setfilterstatev3.Config {
+	return &setfilterstatev3.Config{OnRequestHeaders: []*setfilterstatecommonv3.FilterStateValue{{
+		Key:        &setfilterstatecommonv3.FilterStateValue_ObjectKey{ObjectKey: decodedMarkKey},
+		FactoryKey: "envoy.string",
+		Value: &setfilterstatecommonv3.FilterStateValue_FormatString{FormatString: &corev3.SubstitutionFormatString{
+			Format: &corev3.SubstitutionFormatString_TextFormatSource{TextFormatSource: &corev3.DataSource{
+				Specifier: &corev3.DataSource_InlineString{InlineString: "1"},
+			}},
+		}},
+	}}}
+}
+
+// extProcUnlessUndecoded skips ext_proc on streams without the decoded
+// mark. Envoy answers a codec error with a local reply (400, 431, ...) and
+// closes the connection at once; an ext_proc filter on that reply would
+// hold it for a response-headers exchange that the close cuts off, and the
+// client would get no answer at all.
+func extProcUnlessUndecoded() *matchingv3.ExtensionWithMatcher {
+	decoded := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
+		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
+			Input: &xdscorev3.TypedExtensionConfig{
+				Name:        "request_decoded",
+				TypedConfig: mustAny(&networkinputsv3.FilterStateInput{Key: decodedMarkKey}),
+			},
+			Matcher: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_ValueMatch{ValueMatch: &xdsmatcherv3.StringMatcher{
+				MatchPattern: &xdsmatcherv3.StringMatcher_Exact{Exact: "1"},
+			}},
+		},
+	}}
+	return &matchingv3.ExtensionWithMatcher{
+		ExtensionConfig: &corev3.TypedExtensionConfig{Name: contract.ExtProcFilterName, TypedConfig: mustAny(extProcFilter())},
+		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
+			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
+				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: decoded}},
+				OnMatch: &xdsmatcherv3.Matcher_OnMatch{OnMatch: &xdsmatcherv3.Matcher_OnMatch_Action{Action: &xdscorev3.TypedExtensionConfig{
+					Name:        "skip",
+					TypedConfig: mustAny(&skipactionv3.SkipFilter{}),
+				}}},
+			}},
+		}}},
+	}
 }
 
 // extProcFilter sends headers only; routes whose rules read the body
