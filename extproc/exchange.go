@@ -185,7 +185,7 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 		x.s.o.Policy.Observe(r)
 		return resp
 	}
-	pool := x.flight.Respond(r)
+	x.flight.Respond(r)
 	if !x.cfg.Responses.DecisionHeaders {
 		return resp
 	}
@@ -193,7 +193,7 @@ func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv
 	// Only an answer from a runner names the pool and runner that served it;
 	// Envoy's own replies (no runner reachable) carry no upstream timing.
 	if r.Runner != "" && hasHeader(hm, contract.HeaderUpstreamServiceTime) {
-		mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderPool, pool), setHeader(contract.HeaderRunner, r.Runner))
+		mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderPool, x.flight.ServingPool(r.Runner)), setHeader(contract.HeaderRunner, r.Runner))
 	}
 	mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderHint, string(d.Outcome)))
 	if d.Variant != "" {

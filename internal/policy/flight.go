@@ -65,9 +65,8 @@ func (f *Flight) Decision() Decision { return f.d }
 // Respond learns from the response headers of the request: the serving
 // runner's hints, how long the request took (when it may teach the pool's
 // costs), and, when the response is final, that the runner's work for it
-// ended. It returns the pool whose runner served the request: the chosen
-// pool or one of its fallbacks.
-func (f *Flight) Respond(r Response) (pool string) {
+// ended.
+func (f *Flight) Respond(r Response) {
 	f.e.Observe(r)
 	f.observeCost(r)
 	// After the hint report: a pick between the two would otherwise see
@@ -75,7 +74,6 @@ func (f *Flight) Respond(r Response) (pool string) {
 	if r.Final {
 		f.End()
 	}
-	return f.servingPool(r.Runner)
 }
 
 // End ends the request's work on its runner, however the request ended (a
@@ -110,9 +108,10 @@ func (f *Flight) observeCost(r Response) {
 	f.e.costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, f.e.now().Sub(f.at))
 }
 
-// servingPool is the pool of the target whose runner served the request:
-// the chosen pool, or a fallback.
-func (f *Flight) servingPool(addr string) string {
+// ServingPool is the pool of the target whose runner at addr served the
+// request: the chosen pool, or a fallback. It looks runners up in the
+// registry, so the protocol layer asks only when it reports the pool.
+func (f *Flight) ServingPool(addr string) string {
 	t := f.d.Target
 	if addr == "" {
 		return t.Pool

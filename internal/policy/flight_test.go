@@ -75,7 +75,8 @@ func TestFlightLife(t *testing.T) {
 	}
 	// A streamed response: its headers teach the hints but the runner's
 	// work goes on until the end.
-	if pool := fl.Respond(policy.Response{Runner: addr, Status: 200, Hints: "flux", HintsReported: true}); pool != "a100" {
+	fl.Respond(policy.Response{Runner: addr, Status: 200, Hints: "flux", HintsReported: true})
+	if pool := fl.ServingPool(addr); pool != "a100" {
 		t.Errorf("serving pool %q, want a100", pool)
 	}
 	if !f.engine.Hints().Has(addr, "flux") {
@@ -178,11 +179,13 @@ func TestFlightTeachesCosts(t *testing.T) {
 func TestFlightServingPool(t *testing.T) {
 	f := newFlightEnv(t, config.HintSoonest)
 	_, fl := f.dispatch(t, "images", fluxHint)
-	if pool := fl.Respond(policy.Response{Runner: "10.0.2.1:80", Status: 200, Final: true}); pool != "a6000" {
+	fl.Respond(policy.Response{Runner: "10.0.2.1:80", Status: 200, Final: true})
+	if pool := fl.ServingPool("10.0.2.1:80"); pool != "a6000" {
 		t.Errorf("answered by the fallback's runner: pool %q, want a6000", pool)
 	}
 	_, fl = f.dispatch(t, "images", fluxHint)
-	if pool := fl.Respond(policy.Response{Status: 503, Final: true}); pool != "a100" {
+	fl.Respond(policy.Response{Status: 503, Final: true})
+	if pool := fl.ServingPool(""); pool != "a100" {
 		t.Errorf("no runner answered: pool %q, want the chosen a100", pool)
 	}
 }
