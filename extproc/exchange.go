@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
@@ -17,11 +18,13 @@ import (
 
 // exchange is the state of one request's stream.
 type exchange struct {
-	s      *Server
-	cfg    *config.Config
-	route  *config.Route
-	req    policy.Request
-	flight *policy.Flight // the decided request, until its end
+	s     *Server
+	cfg   *config.Config
+	route *config.Route
+	req   policy.Request
+	// awaits is the key the decided request's flight awaits its end
+	// report under, once the decision is made; the exchange is over then.
+	awaits string
 }
 
 func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
@@ -31,7 +34,9 @@ func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.Processin
 	case *extprocv3.ProcessingRequest_RequestBody:
 		return x.requestBody(r.RequestBody)
 	case *extprocv3.ProcessingRequest_ResponseHeaders:
-		return x.responseHeaders(req, r.ResponseHeaders)
+		// Not asked for: a request's end and its runner's report come
+		// through the access log, off the request path.
+		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{}}}
 	case *extprocv3.ProcessingRequest_ResponseBody:
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseBody{ResponseBody: &extprocv3.BodyResponse{}}}
 	case *extprocv3.ProcessingRequest_RequestTrailers:
@@ -85,6 +90,12 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 
 var errNoBody = errors.New("request has no body")
 
+// AwaitGrace is how long past its route's timeout a decided request waits
+// for the access-log report of its end before it is taken as ended: the
+// report may queue in Envoy's log buffer for a moment after the request
+// ends, and a report lost for good must not hold a runner's slot for ever.
+const AwaitGrace = 30 * time.Second
+
 func tooLarge(contentLength string, limit int) bool {
 	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
 	return err == nil && n > int64(limit)
@@ -112,7 +123,9 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 	if d.Queued {
 		x.s.o.Metrics.queued.Inc()
 	}
-	x.flight = x.s.o.Policy.Dispatch(x.cfg, d)
+	// From here the request counts on its runner until Envoy's access log
+	// reports its end (or the wait for it runs out).
+	x.awaits = x.s.o.Policy.Await(x.s.o.Policy.Dispatch(x.cfg, d), x.route.Timeout.Std()+AwaitGrace)
 	resp := wrap(&extprocv3.CommonResponse{
 		HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 			setHeader(contract.HeaderPool, d.Target.Name()),
@@ -120,9 +133,7 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 		ClearRouteCache: true,
 	})
 	list := endpointList(d)
-	if list != "" {
-		resp.DynamicMetadata = endpointMetadata(list)
-	}
+	resp.DynamicMetadata = decisionMetadata(d, x.awaits, list)
 	x.s.o.Log.Debug("decision", "route", d.Route, "target", d.Target.Name(), "variant", d.Variant,
 		"hint", d.Hint, "outcome", d.Outcome, "runners", list)
 	return resp
@@ -154,50 +165,4 @@ func endpointList(d policy.Decision) string {
 		addrs = append(addrs, r.Address)
 	}
 	return strings.Join(addrs, ",")
-}
-
-// responseHeaders hands the response to the policy (which runner served
-// it, its status and hints, whether the runner's work ended) and tells the
-// client what was decided.
-func (x *exchange) responseHeaders(req *extprocv3.ProcessingRequest, h *extprocv3.HttpHeaders) *extprocv3.ProcessingResponse {
-	mut := &extprocv3.HeaderMutation{}
-	resp := &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ResponseHeaders{ResponseHeaders: &extprocv3.HeadersResponse{
-		Response: &extprocv3.CommonResponse{HeaderMutation: mut},
-	}}}
-	if x.cfg == nil {
-		return resp
-	}
-	hm := h.GetHeaders()
-	hintsHeader := x.cfg.Hints.ResponseHeader
-	r := policy.Response{Runner: attribute(req, contract.AttrUpstreamAddress)}
-	r.Hints, r.HintsReported = headerValue(hm, hintsHeader)
-	if v, ok := headerValue(hm, ":status"); ok {
-		r.Status, _ = strconv.Atoi(v)
-	}
-	// A response with a known length (or none) ends with its headers as far
-	// as the runner's work goes: its slot is free before the client can
-	// send its next request. A streamed response keeps it until the end.
-	r.Final = h.GetEndOfStream() || hasHeader(hm, "content-length")
-	if r.HintsReported && !x.cfg.Responses.RunnerHints {
-		mut.RemoveHeaders = append(mut.RemoveHeaders, hintsHeader)
-	}
-	if x.flight == nil {
-		x.s.o.Policy.Observe(r)
-		return resp
-	}
-	x.flight.Respond(r)
-	if !x.cfg.Responses.DecisionHeaders {
-		return resp
-	}
-	d := x.flight.Decision()
-	// Only an answer from a runner names the pool and runner that served it;
-	// Envoy's own replies (no runner reachable) carry no upstream timing.
-	if r.Runner != "" && hasHeader(hm, contract.HeaderUpstreamServiceTime) {
-		mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderPool, x.flight.ServingPool(r.Runner)), setHeader(contract.HeaderRunner, r.Runner))
-	}
-	mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderHint, string(d.Outcome)))
-	if d.Variant != "" {
-		mut.SetHeaders = append(mut.SetHeaders, setHeader(contract.HeaderVariant, d.Variant))
-	}
-	return resp
 }

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"time"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
@@ -52,10 +53,15 @@ type fakeStream struct {
 	in   chan *extprocv3.ProcessingRequest
 	out  chan *extprocv3.ProcessingResponse
 	done chan error
+	// failSend makes Send fail, as when Envoy has gone.
+	failSend bool
 }
 
 func (f *fakeStream) Context() context.Context { return f.ctx }
 func (f *fakeStream) Send(r *extprocv3.ProcessingResponse) error {
+	if f.failSend {
+		return io.ErrClosedPipe
+	}
 	f.out <- r
 	return nil
 }
@@ -69,6 +75,7 @@ func (f *fakeStream) Recv() (*extprocv3.ProcessingRequest, error) {
 
 type fixture struct {
 	srv     *extproc.Server
+	engine  *policy.Engine
 	runners *registry.Registry
 	hints   *affinity.Index
 	cfg     *config.Config
@@ -94,7 +101,7 @@ func newFixture(t testing.TB, yaml string) *fixture {
 		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
 		Metrics: extproc.NewMetrics(prometheus.NewRegistry()),
 	})
-	return &fixture{srv: srv, runners: runners, hints: hints, cfg: cfg}
+	return &fixture{srv: srv, engine: engine, runners: runners, hints: hints, cfg: cfg}
 }
 
 // open starts one request's stream on the server.
@@ -141,13 +148,6 @@ func requestBody(body string) *extprocv3.ProcessingRequest {
 	return &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: []byte(body), EndOfStream: true}}}
 }
 
-func responseHeaders(upstream string, kv ...string) *extprocv3.ProcessingRequest {
-	return &extprocv3.ProcessingRequest{
-		Request:    &extprocv3.ProcessingRequest_ResponseHeaders{ResponseHeaders: headers(false, append([]string{":status", "200"}, kv...)...)},
-		Attributes: attrs("upstream.address", upstream),
-	}
-}
-
 // decision reads the routing header and runner list from a response.
 func decision(r *extprocv3.ProcessingResponse) (target, runners string, clear bool) {
 	var common *extprocv3.CommonResponse
@@ -167,13 +167,27 @@ func decision(r *extprocv3.ProcessingResponse) (target, runners string, clear bo
 	return target, runners, common.GetClearRouteCache()
 }
 
-func responseMutation(r *extprocv3.ProcessingResponse) (set map[string]string, removed []string) {
-	m := r.GetResponseHeaders().GetResponse().GetHeaderMutation()
-	set = map[string]string{}
-	for _, h := range m.GetSetHeaders() {
-		set[h.GetHeader().GetKey()] = string(h.GetHeader().GetRawValue())
+// own reads switchyard's namespace of the decision's dynamic metadata.
+func own(r *extprocv3.ProcessingResponse) map[string]string {
+	out := map[string]string{}
+	for k, v := range r.GetDynamicMetadata().GetFields()["switchyard"].GetStructValue().GetFields() {
+		out[k] = v.GetStringValue()
 	}
-	return set, m.GetRemoveHeaders()
+	return out
+}
+
+// ended says whether the server ended the stream by itself.
+func (s *fakeStream) ended(t testing.TB) {
+	t.Helper()
+	select {
+	case err := <-s.done:
+		if err != nil {
+			t.Fatalf("stream ended with %v", err)
+		}
+		s.done <- nil // for close
+	case <-time.After(5 * time.Second):
+		t.Fatal("the server kept the stream open after the decision")
+	}
 }
 
 func TestHeaderPhaseDecision(t *testing.T) {
@@ -187,19 +201,17 @@ func TestHeaderPhaseDecision(t *testing.T) {
 	if resp.GetModeOverride() != nil {
 		t.Error("a headers-only route asked for the body")
 	}
-	set, removed := responseMutation(s.exchange(responseHeaders("10.0.1.1:80", "x-fal-runner-hints", "flux", "content-length", "2", "x-envoy-upstream-service-time", "3")))
-	want := map[string]string{"x-switchyard-pool": "big", "x-switchyard-runner": "10.0.1.1:80", "x-switchyard-hint": "none"}
-	for k, v := range want {
-		if set[k] != v {
-			t.Errorf("response header %s = %q, want %q", k, set[k], v)
-		}
+	md := own(resp)
+	if md["flight"] == "" || md["hint"] != "none" {
+		t.Errorf("decision metadata %v: want a flight key and hint outcome none", md)
 	}
-	if len(removed) != 1 || removed[0] != "x-fal-runner-hints" {
-		t.Errorf("removed %v, want the runner hints header", removed)
+	if _, ok := md["variant"]; ok {
+		t.Errorf("a route without a split has a variant: %v", md)
 	}
-	if err := s.close(); err != nil {
-		t.Fatal(err)
-	}
+	// The exchange is over once the decision is sent.
+	s.ended(t)
+	// The access log's report of the end teaches the runner's hints.
+	f.engine.Finish(md["flight"], policy.Response{Runner: "10.0.1.1:80", Status: 200, Hints: "flux", HintsReported: true})
 	if !f.hints.Has("10.0.1.1:80", "flux") {
 		t.Error("the serving runner's reported hints were not learnt")
 	}
@@ -240,7 +252,7 @@ func TestBodyPhaseDecision(t *testing.T) {
 		if target, runners, clear := decision(s.exchange(requestBody(tt.body))); target != tt.target || runners == "" || !clear {
 			t.Errorf("%s: target %q runners %q clear %v, want %q", tt.name, target, runners, clear, tt.target)
 		}
-		s.close()
+		s.ended(t)
 	}
 }
 
@@ -262,8 +274,10 @@ func TestImmediateAnswers(t *testing.T) {
 	s.close()
 }
 
-// In-flight counts come back whatever ends the exchange.
-func TestInFlightReleased(t *testing.T) {
+// A decided request counts on its runner until the access log reports its
+// end, not until the exchange ends; a decision Envoy never got counts on
+// nothing.
+func TestInFlightUntilReported(t *testing.T) {
 	f := newFixture(t, testConfig)
 	inflight := func() int64 {
 		var n int64
@@ -272,88 +286,55 @@ func TestInFlightReleased(t *testing.T) {
 		}
 		return n
 	}
-	// Ends with a response that has a length: freed at its headers.
 	s := f.open()
-	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
+	resp := s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
+	s.ended(t)
 	if inflight() != 1 {
-		t.Fatalf("in flight after the decision = %d, want 1", inflight())
+		t.Fatalf("in flight after the decision's exchange ended = %d, want 1", inflight())
 	}
-	s.exchange(responseHeaders("10.0.1.1:80", "content-length", "10"))
+	f.engine.Finish(own(resp)["flight"], policy.Response{Runner: "10.0.1.1:80", Status: 200})
 	if inflight() != 0 {
-		t.Errorf("in flight after response headers with a length = %d, want 0", inflight())
+		t.Errorf("in flight after the end report = %d, want 0", inflight())
 	}
-	s.close()
-	// A streamed response keeps the runner busy until the stream ends.
+	// Envoy went away before the decision reached it.
 	s = f.open()
-	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
-	s.exchange(responseHeaders("10.0.1.1:80", "content-type", "text/event-stream"))
-	if inflight() != 1 {
-		t.Errorf("in flight during a streamed response = %d, want 1", inflight())
+	s.failSend = true
+	s.in <- requestHeaders("headers-only", "/h", true, "x-tier", "big")
+	if err := <-s.done; err == nil {
+		t.Error("a failed send ended the stream without an error")
 	}
-	s.close()
 	if inflight() != 0 {
-		t.Errorf("in flight after the stream = %d, want 0", inflight())
+		t.Errorf("in flight after an undelivered decision = %d, want 0", inflight())
 	}
-	// The client goes away before any response.
-	s = f.open()
-	s.exchange(requestHeaders("headers-only", "/h", true, "x-tier", "big"))
-	s.close()
-	if inflight() != 0 {
-		t.Errorf("in flight after a cancelled request = %d, want 0", inflight())
+	if n, _ := f.engine.Awaiting(); n != 0 {
+		t.Errorf("%d flights await a report that cannot come", n)
 	}
-}
-
-// Envoy's own reply (every runner unreachable) names no pool or runner.
-func TestLocalReplyNamesNoRunner(t *testing.T) {
-	f := newFixture(t, testConfig)
-	s := f.open()
-	s.exchange(requestHeaders("headers-only", "/h", true))
-	set, _ := responseMutation(s.exchange(responseHeaders("10.0.0.1:80", ":status", "503")))
-	if _, ok := set["x-switchyard-pool"]; ok {
-		t.Errorf("a local reply named a pool: %v", set)
-	}
-	if _, ok := set["x-switchyard-runner"]; ok {
-		t.Errorf("a local reply named a runner: %v", set)
-	}
-	if set["x-switchyard-hint"] != "none" {
-		t.Errorf("hint outcome missing on a local reply: %v", set)
-	}
-	s.close()
-}
-
-func TestDecisionHeadersCanBeTurnedOff(t *testing.T) {
-	f := newFixture(t, testConfig+"responses: {decision_headers: false, runner_hints: true}\n")
-	s := f.open()
-	s.exchange(requestHeaders("headers-only", "/h", true))
-	set, removed := responseMutation(s.exchange(responseHeaders("10.0.0.1:80", "x-fal-runner-hints", "a")))
-	if len(set) != 0 || len(removed) != 0 {
-		t.Errorf("with decision headers off and runner hints passed: set %v removed %v", set, removed)
-	}
-	s.close()
 }
 
 // benchmarkExchange measures one whole request through the ext_proc
-// server: headers (and body), decision, response headers, stream end.
+// server: headers (and body), decision, the stream's end, and the access
+// log's report of the request's end.
 func benchmarkExchange(b *testing.B, route string, body []byte) {
 	f := newFixture(b, testConfig)
 	f.cfg.Server.MaxBodyBytes = 2 << 20
 	reqH := requestHeaders(route, "/x", body == nil, "x-fal-runner-hint", "flux")
 	reqB := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}}
-	respH := responseHeaders("10.0.0.1:80", "x-fal-runner-hints", "flux,sdxl", "content-length", "100")
+	done := policy.Response{Runner: "10.0.0.1:80", Status: 200, Hints: "flux,sdxl", HintsReported: true}
 	b.ReportAllocs()
 	if body != nil {
 		b.SetBytes(int64(len(body)))
 	}
 	for b.Loop() {
 		s := f.open()
-		s.exchange(reqH)
+		resp := s.exchange(reqH)
 		if body != nil {
-			if t, _, _ := decision(s.exchange(reqB)); t == "" {
-				b.Fatal("no decision")
-			}
+			resp = s.exchange(reqB)
 		}
-		s.exchange(respH)
-		s.close()
+		if t, _, _ := decision(resp); t == "" {
+			b.Fatal("no decision")
+		}
+		s.ended(b)
+		f.engine.Finish(own(resp)["flight"], done)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/switchyard/switchyard/internal/contract"
+	"github.com/switchyard/switchyard/internal/policy"
 )
 
 // attribute reads an attribute Envoy sent with the message.
@@ -62,14 +63,28 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 	}
 }
 
-// endpointMetadata is the runner list for override_host, in the endpoint
-// picker protocol's namespace and key.
-func endpointMetadata(list string) *structpb.Struct {
-	return &structpb.Struct{Fields: map[string]*structpb.Value{
-		contract.LBNamespace: structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
-			contract.EndpointKey: structpb.NewStringValue(list),
-		}}),
+// decisionMetadata is the decision's dynamic metadata: the runner list for
+// override_host (when there is one), in the endpoint picker protocol's
+// namespace and key; and, in switchyard's namespace, the key the request's
+// flight awaits its end report under and what the response headers tell
+// the client.
+func decisionMetadata(d policy.Decision, awaits, list string) *structpb.Struct {
+	own := map[string]*structpb.Value{
+		contract.MetaFlight:  structpb.NewStringValue(awaits),
+		contract.MetaOutcome: structpb.NewStringValue(string(d.Outcome)),
+	}
+	if d.Variant != "" {
+		own[contract.MetaVariant] = structpb.NewStringValue(d.Variant)
+	}
+	md := &structpb.Struct{Fields: map[string]*structpb.Value{
+		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: own}),
 	}}
+	if list != "" {
+		md.Fields[contract.LBNamespace] = structpb.NewStructValue(&structpb.Struct{Fields: map[string]*structpb.Value{
+			contract.EndpointKey: structpb.NewStringValue(list),
+		}})
+	}
+	return md
 }
 
 // immediate answers the client directly with a JSON error.

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"time"
 
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"google.golang.org/grpc"
@@ -31,8 +32,12 @@ import (
 type Policy interface {
 	Decide(cfg *config.Config, route *config.Route, req policy.Request) (policy.Decision, error)
 	Dispatch(cfg *config.Config, d policy.Decision) *policy.Flight
-	// Observe learns from a response to a request no Flight follows.
-	Observe(r policy.Response)
+	// Await hands a flight over to wait for the report of its request's
+	// end (at most limit), under the key it returns.
+	Await(f *policy.Flight, limit time.Duration) string
+	// Finish reports a request's end; an empty Response says it ended
+	// without one.
+	Finish(key string, r policy.Response)
 }
 
 // Options wire the server to the rest of switchyard.
@@ -60,12 +65,13 @@ func Register(g *grpc.Server, o Options) *Server {
 	return s
 }
 
-// Process handles one request's exchange with Envoy. Whatever ends the
-// stream (the response, an error, a reset, the client going away), the
-// runner's in-flight count taken at the decision is given back.
+// Process handles one request's exchange with Envoy: the request's
+// headers (and, on the buffered path, its body) in, the decision out. The
+// exchange ends there, from this side: the request's end, and what its
+// runner reported, come back through Envoy's access log (package
+// accesslog), so nothing of the response waits on switchyard.
 func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error {
 	x := &exchange{s: s, cfg: s.o.Config()}
-	defer func() { x.flight.End() }()
 	for {
 		req, err := stream.Recv()
 		if err != nil {
@@ -79,7 +85,15 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			continue
 		}
 		if err := stream.Send(resp); err != nil {
+			if x.awaits != "" {
+				// Envoy never got the decision: the request goes its
+				// route's default way, and the flight ends here.
+				s.o.Policy.Finish(x.awaits, policy.Response{})
+			}
 			return err
+		}
+		if x.awaits != "" {
+			return nil
 		}
 	}
 }

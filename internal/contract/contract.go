@@ -27,10 +27,6 @@ const (
 	HeaderHint    = "x-switchyard-hint"
 )
 
-// HeaderUpstreamServiceTime is set by Envoy's router on responses that came
-// from an upstream; Envoy's own local replies do not carry it.
-const HeaderUpstreamServiceTime = "x-envoy-upstream-service-time"
-
 // The runner list for Envoy's override_host load balancer: an ordered
 // "ip:port,ip:port" string in dynamic metadata namespace LBNamespace, key
 // EndpointKey (the names of the Gateway API Inference Extension's endpoint
@@ -50,10 +46,31 @@ const (
 	// AttrRouteName is sent with the request headers: the name of the route
 	// Envoy matched, which is the config route's name.
 	AttrRouteName = "xds.route_name"
-	// AttrUpstreamAddress is sent with the response headers: the runner
-	// that served the request.
-	AttrUpstreamAddress = "upstream.address"
 )
+
+// Switchyard's dynamic-metadata namespace on a request. The decision puts
+// MetaFlight (the key its flight awaits the end report under), MetaOutcome
+// and MetaVariant there for the route's response headers and the access
+// log; Envoy's header_to_metadata filter copies the runner's hints header
+// into MetaRunnerHints on the way back; the access-log entry of the
+// finished request carries all of it back to switchyard.
+const (
+	MetadataNamespace = "switchyard"
+	MetaFlight        = "flight"
+	MetaOutcome       = "hint"
+	MetaVariant       = "variant"
+	MetaRunnerHints   = "runner_hints"
+)
+
+// EndpointPoolKey is the key, in MetadataNamespace of each runner's
+// endpoint metadata, of the pool the runner serves: the response header
+// HeaderPool is built from it, so it names the pool that served even after a
+// fallback.
+const EndpointPoolKey = "pool"
+
+// AccessLogName is the log name of the access-log stream Envoy opens to
+// switchyard; the stream carries one entry per finished request.
+const AccessLogName = "switchyard"
 
 // ReservedHeaderPrefixes are switchyard's: Envoy strips client copies of
 // them before any filter or route sees a request, so a client cannot forge

@@ -40,6 +40,10 @@ type Response struct {
 	// with a known length (or none). A streamed response keeps the runner
 	// busy until End.
 	Final bool
+	// Elapsed is the time from the request's start to its response
+	// headers when the reporter measured it (Envoy's access log does);
+	// zero means now, as seen by the policy's clock, is when they came.
+	Elapsed time.Duration
 }
 
 // Dispatch sends the request d describes to d.Runners[0] (when it has
@@ -105,7 +109,11 @@ func (f *Flight) observeCost(r Response) {
 	if d.Hint == "" || !f.primaryFree || len(d.Runners) == 0 || r.Runner != d.Runners[0].Address || r.Status/100 != 2 {
 		return
 	}
-	f.e.costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, f.e.now().Sub(f.at))
+	took := r.Elapsed
+	if took <= 0 {
+		took = f.e.now().Sub(f.at)
+	}
+	f.e.costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, took)
 }
 
 // ServingPool is the pool of the target whose runner at addr served the

@@ -76,6 +76,7 @@ type Engine struct {
 	costs    *affinity.Costs
 	now      func() time.Time
 	reported func(addr, hints string)
+	awaiting *awaiting
 }
 
 // Options configure an Engine.
@@ -115,7 +116,8 @@ func New(o Options) *Engine {
 			o.Pickers[hp] = affinity.NewPicker(affinity.PickerOptions{Index: o.Hints, Mode: affinity.Mode(hp)})
 		}
 	}
-	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now, reported: o.Reported}
+	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now, reported: o.Reported,
+		awaiting: newAwaiting(AwaitCapacity)}
 }
 
 // Jobs is the work this replica has in flight, by runner address, as the

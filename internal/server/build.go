@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/switchyard/switchyard/extproc"
+	"github.com/switchyard/switchyard/internal/accesslog"
 	"github.com/switchyard/switchyard/internal/admin"
 	"github.com/switchyard/switchyard/internal/cluster"
 	"github.com/switchyard/switchyard/internal/config"
@@ -100,6 +101,11 @@ func New(o Options) (*Server, error) {
 		Policy:  s.engine,
 		Log:     s.log,
 		Metrics: extproc.NewMetrics(reg),
+	})
+	accesslog.Register(s.grpc, accesslog.Options{
+		Policy:  s.engine,
+		Log:     s.log,
+		Metrics: accesslog.NewMetrics(reg, s.engine.Awaiting),
 	})
 	s.admin = &http.Server{
 		Handler: admin.Handler(admin.Options{

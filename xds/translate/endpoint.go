@@ -5,8 +5,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
+	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 // loadAssignment lists a pool's runners. Draining runners stay listed as
@@ -19,7 +21,7 @@ func loadAssignment(p config.Pool, eps []Endpoint) (*endpointv3.ClusterLoadAssig
 		if err != nil {
 			return nil, err
 		}
-		lbs = append(lbs, lbEndpoint(ap, ep.Draining))
+		lbs = append(lbs, poolEndpoint(p.Name, ap, ep.Draining))
 	}
 	return &endpointv3.ClusterLoadAssignment{
 		ClusterName: ClusterName(p.Name),
@@ -38,4 +40,15 @@ func lbEndpoint(ap netip.AddrPort, draining bool) *endpointv3.LbEndpoint {
 			Address: socketAddress(ap),
 		}},
 	}
+}
+
+// poolEndpoint is a runner of pool: its metadata names the pool, which the
+// route's response header reads (%UPSTREAM_METADATA%) to tell the client
+// which pool served, fallbacks included.
+func poolEndpoint(pool string, ap netip.AddrPort, draining bool) *endpointv3.LbEndpoint {
+	ep := lbEndpoint(ap, draining)
+	ep.Metadata = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+		contract.MetadataNamespace: {Fields: map[string]*structpb.Value{contract.EndpointPoolKey: structpb.NewStringValue(pool)}},
+	}}
+	return ep
 }

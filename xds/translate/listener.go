@@ -6,6 +6,7 @@ import (
 
 	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
 	xdsmatcherv3 "github.com/cncf/xds/go/xds/type/matcher/v3"
+	accesslogv3 "github.com/envoyproxy/go-control-plane/envoy/config/accesslog/v3"
 	mutationv3 "github.com/envoyproxy/go-control-plane/envoy/config/common/mutation_rules/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
@@ -49,7 +50,7 @@ func bufferedBody() *extprocv3.ExtProcPerRoute {
 func processingMode() *extprocv3.ProcessingMode {
 	return &extprocv3.ProcessingMode{
 		RequestHeaderMode:   extprocv3.ProcessingMode_SEND,
-		ResponseHeaderMode:  extprocv3.ProcessingMode_SEND,
+		ResponseHeaderMode:  extprocv3.ProcessingMode_SKIP,
 		RequestBodyMode:     extprocv3.ProcessingMode_NONE,
 		ResponseBodyMode:    extprocv3.ProcessingMode_NONE,
 		RequestTrailerMode:  extprocv3.ProcessingMode_SKIP,
@@ -77,6 +78,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		// stalls mid-body is cut off instead of holding a buffer.
 		RequestTimeout: durationpb.New(RequestUploadTimeout),
 		MergeSlashes:   true,
+		AccessLog:      []*accesslogv3.AccessLog{accessLog()},
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
 			Name:        "switchyard.strip_internal_headers",
 			TypedConfig: mustAny(stripInternalHeaders()),
@@ -84,6 +86,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: decodedMarkFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(decodedMark())}},
 			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded())}},
+			{Name: hintsToMetadataFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(hintsToMetadata(cfg))}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}
@@ -193,11 +196,11 @@ func extProcFilter() *extprocv3.ExternalProcessor {
 		AllowModeOverride: true,
 		MessageTimeout:    durationpb.New(ExtProcMessageTimeout),
 		// Envoy drops dynamic metadata from the processor unless its
-		// namespace is listed here; the runner list lives in envoy.lb.
+		// namespace is listed here; the runner list lives in envoy.lb, the
+		// decision's own keys in switchyard's namespace.
 		MetadataOptions: &extprocv3.MetadataOptions{
-			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.LBNamespace}},
+			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.LBNamespace, contract.MetadataNamespace}},
 		},
-		RequestAttributes:  []string{contract.AttrRouteName},
-		ResponseAttributes: []string{contract.AttrUpstreamAddress},
+		RequestAttributes: []string{contract.AttrRouteName},
 	}
 }

@@ -70,6 +70,7 @@ func route(cfg *config.Config, name string, m *routev3.RouteMatch, target config
 		action.RetryPolicy = fallbackRetryPolicy(FallbackAttempts(target) - 1)
 	}
 	out := &routev3.Route{Name: name, Match: m, Action: &routev3.Route_Route{Route: action}}
+	withDecisionHeaders(cfg, out)
 	if r.NeedsBody() {
 		// Rules read the body: Envoy buffers it (up to max_body_bytes, 413
 		// beyond) and sends it whole to ext_proc. Set per route, before the
