@@ -73,8 +73,21 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		return immediate(http.StatusRequestEntityTooLarge, "body_too_large",
 			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
 	}
+	if needsBody && !h.GetEndOfStream() && route.BodyPath() == config.BodyMetadata {
+		// Envoy read the fields the rules need from the body, which it
+		// holds: decide on them now. When it could not, fall through and
+		// read the body here, as the buffered path does.
+		if body, ok := bodyFromMetadata(req.GetMetadataContext(), route.BodyFields()); ok {
+			x.req.Body = body
+			x.s.o.Metrics.bodyPath.WithLabelValues("fields").Inc()
+			return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
+				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
+			})
+		}
+	}
 	if needsBody && !h.GetEndOfStream() {
 		// Ask for the whole body; the decision is made when it arrives.
+		x.s.o.Metrics.bodyPath.WithLabelValues("whole").Inc()
 		return &extprocv3.ProcessingResponse{
 			Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 			ModeOverride: &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED},

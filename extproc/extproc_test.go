@@ -346,3 +346,72 @@ func imageBody(size int) []byte {
 func BenchmarkDecisionHeadersOnly(b *testing.B) { benchmarkExchange(b, "headers-only", nil) }
 func BenchmarkDecisionBody4KB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(4<<10)) }
 func BenchmarkDecisionBody1MB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(1<<20)) }
+
+// requestHeadersWithFields is a request whose body fields Envoy's
+// json_to_metadata filter extracted (nil fields: the filter did not run).
+func requestHeadersWithFields(route string, fields map[string]*structpb.Value) *extprocv3.ProcessingRequest {
+	r := requestHeaders(route, "/x", false, "content-type", "application/json")
+	if fields != nil {
+		r.MetadataContext = &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{
+			"switchyard.body": {Fields: fields},
+		}}
+	}
+	return r
+}
+
+// The images route reads body.height, body.model and body.width: fields
+// 0, 1 and 2 of the route's sorted body fields.
+func TestBodyFieldsFromEnvoy(t *testing.T) {
+	num, str := structpb.NewNumberValue, structpb.NewStringValue
+	tests := []struct {
+		name   string
+		fields map[string]*structpb.Value
+		target string // "" when the whole body is asked for
+	}{
+		{"small", map[string]*structpb.Value{"0": num(512), "1": str("flux"), "2": num(512)}, "small"},
+		{"large", map[string]*structpb.Value{"0": num(4096), "1": str("flux"), "2": num(4096)}, "big"},
+		{"fraction", map[string]*structpb.Value{"0": num(1000.5), "1": str("flux"), "2": num(1000.5)}, "small"},
+		{"a field missing", map[string]*structpb.Value{"0": num(512), "1": str("flux"), "incomplete": str("missing")}, ""},
+		{"not extracted", map[string]*structpb.Value{"incomplete": str("unreadable")}, ""},
+		{"filter did not run", nil, ""},
+		{"a key left out", map[string]*structpb.Value{"0": num(512), "2": num(512)}, ""},
+	}
+	for _, tt := range tests {
+		f := newFixture(t, testConfig)
+		s := f.open()
+		resp := s.exchange(requestHeadersWithFields("images", tt.fields))
+		target, _, _ := decision(resp)
+		if target != tt.target {
+			t.Errorf("%s: decided %q, want %q", tt.name, target, tt.target)
+		}
+		if tt.target != "" {
+			if resp.GetModeOverride() != nil {
+				t.Errorf("%s: asked for the body although Envoy sent its fields", tt.name)
+			}
+			s.ended(t)
+			continue
+		}
+		if resp.GetModeOverride().GetRequestBodyMode().String() != "BUFFERED" {
+			t.Errorf("%s: did not fall back to the whole body", tt.name)
+		}
+		// The whole body then decides as on the buffered path.
+		if target, _, _ := decision(s.exchange(requestBody(`{"model": "flux", "width": 4096, "height": 4096}`))); target != "big" {
+			t.Errorf("%s: after the whole body, decided %q, want big", tt.name, target)
+		}
+		s.ended(t)
+	}
+}
+
+// A hint read from a body field Envoy extracted is the request's hint.
+func TestHintFromEnvoyFields(t *testing.T) {
+	f := newFixture(t, testConfig)
+	f.hints.Report("10.0.0.2:80", "flux", true)
+	s := f.open()
+	resp := s.exchange(requestHeadersWithFields("images", map[string]*structpb.Value{
+		"0": structpb.NewNumberValue(512), "1": structpb.NewStringValue("flux"), "2": structpb.NewNumberValue(512),
+	}))
+	if _, runners, _ := decision(resp); !strings.HasPrefix(runners, "10.0.0.2:80") || own(resp)["hint"] != "hit" {
+		t.Errorf("runners %q, outcome %q: want the runner holding flux first, a hit", runners, own(resp)["hint"])
+	}
+	s.ended(t)
+}

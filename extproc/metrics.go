@@ -8,6 +8,7 @@ type Metrics struct {
 	rejected  prometheus.Counter
 	undecided prometheus.Counter
 	queued    prometheus.Counter
+	bodyPath  *prometheus.CounterVec
 }
 
 // NewMetrics registers the ext_proc metrics on reg.
@@ -30,7 +31,13 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		Name: "switchyard_queued_decisions_total",
 		Help: "Decisions that chose a busy runner holding the hint, expecting it to free up before a model load elsewhere.",
 	})
-	reg.MustRegister(m.decisions, m.rejected, m.undecided, m.queued)
+	m.bodyPath = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_body_reads_total",
+		Help: "Requests whose rules read the body, by how the body reached switchyard: the fields Envoy extracted, or the whole body.",
+	}, []string{"path"})
+	reg.MustRegister(m.decisions, m.rejected, m.undecided, m.queued, m.bodyPath)
+	m.bodyPath.WithLabelValues("fields")
+	m.bodyPath.WithLabelValues("whole")
 	for _, o := range []string{"hit", "miss", "busy", "none"} {
 		m.decisions.WithLabelValues(o)
 	}

@@ -375,6 +375,8 @@ func runExample(t *testing.T, ex example) {
 			Eventually(t, 10*time.Second, c.Name+" in flight on a runner", func() bool { return f.inFlight() > before })
 			continue
 		}
+		// What the last check's runners reported is learnt before the next.
+		s.Settle(len(background))
 		outs := sendExample(s, c)
 		for _, o := range outs {
 			if !verifyExample(t, ex, f, c, o, lastRunner) {

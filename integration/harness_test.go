@@ -280,6 +280,18 @@ func (s *Stack) Admin(method, path, body string, out any) int {
 
 // Metric reads one sample of switchyard's /metrics, e.g.
 // `switchyard_config_reloads_total{result="error"}`; absent is 0.
+// Settle waits until Envoy's access log has reported the end of every
+// decided request but outstanding ones. A report is learnt off the request
+// path, within about a millisecond of the response's end; a test that
+// checks what the next request learnt from the last one waits for it, as a
+// client that is not racing its own previous response would.
+func (s *Stack) Settle(outstanding int) {
+	s.t.Helper()
+	Eventually(s.t, 5*time.Second, "access-log reports of finished requests", func() bool {
+		return s.Metric("switchyard_requests_awaiting_end") <= float64(outstanding)
+	})
+}
+
 func (s *Stack) Metric(series string) float64 {
 	s.t.Helper()
 	resp, err := http.Get(s.AdminURL + "/metrics")

@@ -316,11 +316,13 @@ routes:
 	}
 	warm := first.Runner()
 	for i := range 10 {
+		s.Settle(0)
 		r := s.MustDo(http.MethodPost, "/gen", hintHeader, tinyBody)
 		if r.Runner() != warm || r.Header.Get("x-switchyard-hint") != "hit" {
 			t.Fatalf("repeat %d: served by %s (%s), want the warm runner %s (hit)", i, r.Runner(), r.Header.Get("x-switchyard-hint"), warm)
 		}
 	}
+	s.Settle(0)
 	var warmRunner *TestRunner
 	for _, r := range rs {
 		if r.Stats().Name == warm {
@@ -457,9 +459,9 @@ routes:
 		}
 	}
 
-	// A body over max_body_bytes (8 MiB): switchyard refuses it from its
-	// content-length with a JSON reason; sent chunked, Envoy's buffer limit
-	// refuses it. Either way 413, never a hang.
+	// A body over max_body_bytes (8 MiB): Envoy's buffer limit refuses it,
+	// with content-length or chunked, with switchyard's JSON reason. Either
+	// way 413, never a hang.
 	big := fmt.Sprintf(`{"image": "%s", "width": 1}`, strings.Repeat("A", 10<<20))
 	if r := s.MustDo(http.MethodPost, "/gen", nil, big); r.Status != http.StatusRequestEntityTooLarge || r.Body["error"] != "body_too_large" {
 		t.Errorf("10 MB body: status %d %.200s, want 413 with a JSON reason", r.Status, r.RawBody)
@@ -484,8 +486,14 @@ routes:
 	} else if err == nil && r.Status >= 500 {
 		t.Errorf("100 KB hint header: status %d", r.Status)
 	}
-	if got := s.Metric("switchyard_rejected_requests_total"); got != 3 {
-		t.Errorf("rejected requests counted: %v, want 3 (two 400s, one 413)", got)
+	// The 400s are switchyard's; the 413s are Envoy's (the route's body
+	// buffer limit, before switchyard sees the request), with the same
+	// JSON reason.
+	if got := s.Metric("switchyard_rejected_requests_total"); got != 2 {
+		t.Errorf("rejected requests counted: %v, want 2 (two 400s)", got)
+	}
+	if got := s.EnvoyStats()["http.public.downstream_rq_too_large"]; got != 2 {
+		t.Errorf("Envoy's downstream_rq_too_large = %d, want 2", got)
 	}
 }
 
@@ -578,8 +586,10 @@ routes:
 		if r.Status != http.StatusOK || r.Runner() != "h100-1" {
 			t.Fatalf("request %d with switchyard down: status %d runner %q, want 200 from the default pool h100", i, r.Status, r.Runner())
 		}
-		if r.Header.Get("x-switchyard-pool") != "" {
-			t.Fatalf("a decision header without switchyard: %v", r.Header)
+		// Nothing was decided, so no hint outcome; Envoy still names the
+		// pool and runner that served (the route's default).
+		if r.Header.Get("x-switchyard-hint") != "" || r.Header.Get("x-switchyard-pool") != "h100" || r.Header.Get("x-switchyard-runner") != large[0].Addr {
+			t.Fatalf("decision headers without switchyard: %v", r.Header)
 		}
 	}
 	if got := s.EnvoyStats()["http.public.ext_proc.failure_mode_allowed"]; got < 20 {

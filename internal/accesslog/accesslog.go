@@ -141,3 +141,9 @@ func NewMetrics(reg prometheus.Registerer, awaiting func() (int, uint64)) *Metri
 	}
 	return m
 }
+
+// Entries is the counter of entries of decided ("decided") or undecided
+// ("undecided") requests.
+func (m *Metrics) Entries(request string) prometheus.Counter {
+	return m.entries.WithLabelValues(request)
+}

@@ -108,7 +108,28 @@ func validate(args []string, stdout, stderr io.Writer) error {
 		fmt.Fprintf(stderr, "warning: %s\n", w)
 	}
 	fmt.Fprintf(stdout, "%s: ok (%d listeners, %d pools, %d routes)\n", cfg.File, len(cfg.Listeners), len(cfg.Pools), len(cfg.Routes))
+	for i := range cfg.Routes {
+		fmt.Fprintf(stdout, "  route %s: %s\n", cfg.Routes[i].Name, requestPath(cfg, &cfg.Routes[i]))
+	}
 	return nil
+}
+
+// requestPath says what a route's requests cost on the way through Envoy.
+func requestPath(cfg *config.Config, r *config.Route) string {
+	if !cfg.Decides(r) {
+		return "left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)"
+	}
+	switch r.BodyPath() {
+	case config.BodyMetadata:
+		fields := make([]string, 0, len(r.BodyFields()))
+		for _, f := range r.BodyFields() {
+			fields = append(fields, "body."+strings.Join(f, "."))
+		}
+		return "headers + body fields extracted by Envoy (" + strings.Join(fields, ", ") + "); the whole body only when Envoy cannot extract them"
+	case config.BodyBuffered:
+		return "headers + whole body sent to switchyard (an expression reads the body as a whole)"
+	}
+	return "headers only"
 }
 
 func printProblems(w io.Writer, e *config.Error) {

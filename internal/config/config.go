@@ -1,6 +1,8 @@
 package config
 
 import (
+	"slices"
+	"sort"
 	"strings"
 	"time"
 )
@@ -179,7 +181,9 @@ type Route struct {
 	Timeout       Duration `json:"timeout"`
 	Rules         []Rule   `json:"rules"`
 
-	needsBody bool
+	needsBody  bool
+	bodyFields [][]string
+	wholeBody  bool
 }
 
 type Match struct {
@@ -285,6 +289,112 @@ func (r *Route) Targets() []Target {
 // NeedsBody says whether any expression of the route reads the body. It is
 // worked out once, when the config is loaded: the request path asks it.
 func (r *Route) NeedsBody() bool { return r.needsBody }
+
+// BodyFields are the body fields the route's expressions read, each a
+// chain of object keys, sorted and without repeats; WholeBody says an
+// expression reads the body in a way that names no fixed field.
+func (r *Route) BodyFields() [][]string { return r.bodyFields }
+func (r *Route) WholeBody() bool        { return r.wholeBody }
+
+// BodyPath says how the route's body fields reach switchyard.
+type BodyPath string
+
+const (
+	// BodyNone: the route's rules read no body.
+	BodyNone BodyPath = "none"
+	// BodyMetadata: Envoy extracts the named fields itself
+	// (json_to_metadata) and sends only them, with the request headers;
+	// the body goes over gRPC only when Envoy cannot (a field missing,
+	// null, an array or object, a string over 8 KiB; a body that is not
+	// JSON or not sent as application/json).
+	BodyMetadata BodyPath = "fields extracted by Envoy"
+	// BodyBuffered: the whole body goes to switchyard over gRPC, because
+	// an expression reads it as a whole.
+	BodyBuffered BodyPath = "whole body sent to switchyard"
+)
+
+// BodyPath says which path the route's body takes.
+func (r *Route) BodyPath() BodyPath {
+	switch {
+	case !r.needsBody:
+		return BodyNone
+	case r.wholeBody || len(r.bodyFields) == 0:
+		return BodyBuffered
+	}
+	for _, p := range r.bodyFields {
+		if slices.Contains(p, "") {
+			return BodyBuffered // Envoy's selectors cannot name an empty key
+		}
+	}
+	return BodyMetadata
+}
+
+// classifyBody works out, once at load, what of the body the route reads.
+func (r *Route) classifyBody() {
+	seen := map[string]bool{}
+	for _, e := range r.Exprs() {
+		r.needsBody = r.needsBody || e.UsesBody
+		r.wholeBody = r.wholeBody || e.WholeBody
+		for _, p := range e.BodyPaths {
+			if k := strings.Join(p, "\x00"); !seen[k] {
+				seen[k] = true
+				r.bodyFields = append(r.bodyFields, p)
+			}
+		}
+	}
+	sort.Slice(r.bodyFields, func(i, j int) bool {
+		return strings.Join(r.bodyFields[i], "\x00") < strings.Join(r.bodyFields[j], "\x00")
+	})
+}
+
+// RequestHeadersRead lists the request headers switchyard reads to decide
+// the listener's requests, sorted: the pseudo-headers and content-length it
+// always reads, the hint headers, and every header the expressions of the
+// listener's routes name. ok is false when an expression reads the headers
+// in a way that names no fixed header: then every header is needed.
+func (c *Config) RequestHeadersRead(listener string) (names []string, ok bool) {
+	set := map[string]bool{":method": true, ":path": true, "content-length": true}
+	for _, h := range c.Hints.RequestHeaders {
+		set[strings.ToLower(h)] = true
+	}
+	for i := range c.Routes {
+		r := &c.Routes[i]
+		if !slices.Contains(r.Listeners, listener) || !c.Decides(r) {
+			continue
+		}
+		for _, e := range r.Exprs() {
+			if e.AllHeaders {
+				return nil, false
+			}
+			for _, h := range e.HeaderNames {
+				set[strings.ToLower(h)] = true
+			}
+		}
+	}
+	return sortedKeys(set), true
+}
+
+// Decides says whether switchyard has anything to decide for the route's
+// requests: a choice between rules or split variants, a pool whose runner
+// switchyard picks, or a body to check (on_invalid_body: reject). A route that always ends in one pool that
+// Envoy balances by itself is left to Envoy: no exchange at all.
+func (c *Config) Decides(r *Route) bool {
+	ts := r.Targets()
+	if len(ts) != 1 || (r.needsBody && r.OnInvalidBody == InvalidBodyReject) {
+		return true
+	}
+	for _, rule := range r.Rules {
+		if rule.Split != nil {
+			return true
+		}
+	}
+	for _, pool := range append([]string{ts[0].Pool}, ts[0].Fallback...) {
+		if p, ok := c.Pool(pool); !ok || p.LoadBalancer.Policy == LBHintAffinity {
+			return true
+		}
+	}
+	return false
+}
 
 // Exprs lists the route's expressions: hint_from, the rules' when, the
 // splits' sticky keys.

@@ -26,6 +26,11 @@ type Expr struct {
 	// fixed field (size(body), body[headers["k"]]).
 	BodyPaths [][]string
 	WholeBody bool
+	// HeaderNames are the request headers the expression reads
+	// (headers["x-tier"]); AllHeaders is set instead when it reads the
+	// headers in a way that names no fixed header.
+	HeaderNames []string
+	AllHeaders  bool
 }
 
 func (e *Expr) MarshalJSON() ([]byte, error) { return json.Marshal(e.Source) }
@@ -82,24 +87,31 @@ func compileExpr(src string, want ...*cel.Type) (*Expr, error) {
 		return nil, fmt.Errorf("expression %q: %v", src, err)
 	}
 	expr := &Expr{Source: src, Program: prg}
-	expr.BodyPaths, expr.WholeBody, expr.UsesBody = bodyPaths(ast.NativeRep())
+	expr.BodyPaths, expr.WholeBody, expr.UsesBody = fieldPaths(ast.NativeRep(), VarBody)
+	headerPaths, allHeaders, _ := fieldPaths(ast.NativeRep(), VarHeaders)
+	expr.AllHeaders = allHeaders
+	for _, p := range headerPaths {
+		expr.HeaderNames = append(expr.HeaderNames, p[0])
+	}
 	return expr, nil
 }
 
-// bodyPaths finds the field chains read off the body variable.
-func bodyPaths(a *celast.AST) (paths [][]string, whole, used bool) {
-	isBody := func(e celast.NavigableExpr) bool {
-		if e.Kind() != celast.IdentKind || e.AsIdent() != VarBody {
+// fieldPaths finds the field chains read off the variable name (body.a.b
+// is ["a", "b"]); whole says it is also used in a way that names no fixed
+// field.
+func fieldPaths(a *celast.AST, name string) (paths [][]string, whole, used bool) {
+	isVar := func(e celast.NavigableExpr) bool {
+		if e.Kind() != celast.IdentKind || e.AsIdent() != name {
 			return false
 		}
-		// A comprehension variable may be named body too: [1].exists(body, …).
-		// Its range and initial value are outside its scope.
+		// A comprehension variable may have the same name: [1].exists(body,
+		// …). Its range and initial value are outside its scope.
 		prev := celast.Expr(e)
 		for p, ok := e.Parent(); ok; p, ok = p.Parent() {
 			if p.Kind() == celast.ComprehensionKind {
 				c := p.AsComprehension()
 				inScope := prev.ID() != c.IterRange().ID() && prev.ID() != c.AccuInit().ID()
-				if inScope && (c.IterVar() == VarBody || c.IterVar2() == VarBody || c.AccuVar() == VarBody) {
+				if inScope && (c.IterVar() == name || c.IterVar2() == name || c.AccuVar() == name) {
 					return false
 				}
 			}
@@ -108,7 +120,7 @@ func bodyPaths(a *celast.AST) (paths [][]string, whole, used bool) {
 		return true
 	}
 	seen := map[string]bool{}
-	for _, n := range celast.MatchDescendants(celast.NavigateAST(a), isBody) {
+	for _, n := range celast.MatchDescendants(celast.NavigateAST(a), isVar) {
 		used = true
 		var path []string
 		cur := celast.NavigableExpr(n)

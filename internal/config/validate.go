@@ -297,9 +297,7 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 				break
 			}
 		}
-		for _, e := range route.Exprs() {
-			route.needsBody = route.needsBody || e.UsesBody
-		}
+		route.classifyBody()
 		out = append(out, route)
 	}
 	return out

@@ -15,7 +15,10 @@
 // of the wire at once.
 package contract
 
-import "strings"
+import (
+	"strconv"
+	"strings"
+)
 
 // Headers switchyard sets. HeaderPool carries ext_proc's pool decision to
 // Envoy's route matching (and is removed before the request is forwarded);
@@ -61,6 +64,21 @@ const (
 	MetaVariant       = "variant"
 	MetaRunnerHints   = "runner_hints"
 )
+
+// The body fields Envoy's json_to_metadata filter extracts for a route
+// whose rules read fixed fields of a JSON body: field i of the route's
+// config.Route.BodyFields under key BodyFieldKey(i) in BodyNamespace, sent
+// to ext_proc with the request headers. BodyIncomplete is set instead when
+// Envoy could not extract a field as it is (missing, null, an array or an
+// object, too long) or could not read the body (not JSON, another content
+// type): switchyard then asks for the whole body.
+const (
+	BodyNamespace  = "switchyard.body"
+	BodyIncomplete = "incomplete"
+)
+
+// BodyFieldKey is the metadata key of a route's body field i.
+func BodyFieldKey(i int) string { return strconv.Itoa(i) }
 
 // EndpointPoolKey is the key, in MetadataNamespace of each runner's
 // endpoint metadata, of the pool the runner serves: the response header

@@ -115,22 +115,3 @@ func (f *Flight) observeCost(r Response) {
 	}
 	f.e.costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, took)
 }
-
-// ServingPool is the pool of the target whose runner at addr served the
-// request: the chosen pool, or a fallback. It looks runners up in the
-// registry, so the protocol layer asks only when it reports the pool.
-func (f *Flight) ServingPool(addr string) string {
-	t := f.d.Target
-	if addr == "" {
-		return t.Pool
-	}
-	if _, ok := f.e.runners.Runner(t.Pool, addr); ok {
-		return t.Pool
-	}
-	for _, p := range t.Fallback {
-		if _, ok := f.e.runners.Runner(p, addr); ok {
-			return p
-		}
-	}
-	return t.Pool
-}

@@ -76,9 +76,6 @@ func TestFlightLife(t *testing.T) {
 	// A streamed response: its headers teach the hints but the runner's
 	// work goes on until the end.
 	fl.Respond(policy.Response{Runner: addr, Status: 200, Hints: "flux", HintsReported: true})
-	if pool := fl.ServingPool(addr); pool != "a100" {
-		t.Errorf("serving pool %q, want a100", pool)
-	}
 	if !f.engine.Hints().Has(addr, "flux") {
 		t.Error("the runner's reported hints were not learnt")
 	}
@@ -175,21 +172,6 @@ func TestFlightTeachesCosts(t *testing.T) {
 	}
 }
 
-// The serving pool is the chosen one, or the fallback whose runner answered.
-func TestFlightServingPool(t *testing.T) {
-	f := newFlightEnv(t, config.HintSoonest)
-	_, fl := f.dispatch(t, "images", fluxHint)
-	fl.Respond(policy.Response{Runner: "10.0.2.1:80", Status: 200, Final: true})
-	if pool := fl.ServingPool("10.0.2.1:80"); pool != "a6000" {
-		t.Errorf("answered by the fallback's runner: pool %q, want a6000", pool)
-	}
-	_, fl = f.dispatch(t, "images", fluxHint)
-	fl.Respond(policy.Response{Status: 503, Final: true})
-	if pool := fl.ServingPool(""); pool != "a100" {
-		t.Errorf("no runner answered: pool %q, want the chosen a100", pool)
-	}
-}
-
 // A response to a request no Flight follows still teaches its runner's hints.
 func TestObserveWithoutFlight(t *testing.T) {
 	f := newFlightEnv(t, config.HintSoonest)
@@ -198,4 +180,60 @@ func TestObserveWithoutFlight(t *testing.T) {
 		t.Error("hints of an undecided request's runner were not learnt")
 	}
 	f.engine.Observe(policy.Response{Status: 502, Hints: "x", HintsReported: true}) // no runner: nothing to learn, no panic
+}
+
+// A flight handed over to await its end report counts on its runner until
+// the report: the report teaches hints and the pool's costs (with the time
+// the reporter measured), and ends the work. A report that never comes
+// ends it at the limit; a report for no flight still teaches hints.
+func TestAwaitEndReport(t *testing.T) {
+	f := newFlightEnv(t, config.HintSoonest)
+	d, fl := f.dispatch(t, "images", fluxHint)
+	addr := d.Runners[0].Address
+	key := f.engine.Await(fl, time.Minute)
+	if n, _ := f.engine.Awaiting(); n != 1 || f.inFlight("a100", addr) != 1 {
+		t.Fatalf("awaiting %d, in flight %d: want 1 and 1", n, f.inFlight("a100", addr))
+	}
+	f.now = f.now.Add(5 * time.Second) // the report comes late; its own timing counts
+	f.engine.Finish(key, policy.Response{Runner: addr, Status: 200, Hints: "flux", HintsReported: true, Elapsed: 300 * time.Millisecond})
+	if f.inFlight("a100", addr) != 0 || !f.engine.Hints().Has(addr, "flux") {
+		t.Errorf("after the report: in flight %d, hints learnt %v", f.inFlight("a100", addr), f.engine.Hints().Has(addr, "flux"))
+	}
+	if c := f.engine.Costs().Snapshot(); len(c) == 0 {
+		t.Error("the report taught no cost")
+	}
+	// A second report under the same key finds nothing to end.
+	f.engine.Finish(key, policy.Response{Runner: addr, Status: 200})
+	if f.inFlight("a100", addr) != 0 {
+		t.Errorf("a repeated report changed the count: %d", f.inFlight("a100", addr))
+	}
+
+	// Lost reports: the flights end once past their limit, when the next
+	// one is handed over.
+	_, fl = f.dispatch(t, "images", fluxHint)
+	f.engine.Await(fl, time.Minute)
+	f.now = f.now.Add(2 * time.Minute)
+	_, fl2 := f.dispatch(t, "images", fluxHint)
+	key2 := f.engine.Await(fl2, time.Minute)
+	if n, expired := f.engine.Awaiting(); n != 1 || expired != 1 {
+		t.Errorf("awaiting %d, expired %d: want 1 and 1", n, expired)
+	}
+	var total int64
+	for _, r := range f.runners.List() {
+		total += r.InFlight
+	}
+	if total != 1 {
+		t.Errorf("%d in flight with one flight awaiting: the expired one still counts", total)
+	}
+	f.engine.Finish(key2, policy.Response{})
+	// A report of a request no flight awaits teaches its runner's hints.
+	f.engine.Finish("", policy.Response{Runner: addr, Status: 200, Hints: "sdxl", HintsReported: true})
+	if !f.engine.Hints().Has(addr, "sdxl") {
+		t.Error("an undecided request's report taught no hints")
+	}
+	for _, r := range f.runners.List() {
+		if r.InFlight != 0 {
+			t.Errorf("runner %s: %d in flight at the end", r.Address, r.InFlight)
+		}
+	}
 }

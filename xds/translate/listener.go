@@ -2,6 +2,7 @@ package translate
 
 import (
 	"net/netip"
+	"strconv"
 	"time"
 
 	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
@@ -22,6 +23,7 @@ import (
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	matcherv3 "github.com/envoyproxy/go-control-plane/envoy/type/matcher/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
 	"github.com/switchyard/switchyard/internal/config"
@@ -45,6 +47,12 @@ func bufferedBody() *extprocv3.ExtProcPerRoute {
 	return &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Overrides{Overrides: &extprocv3.ExtProcOverrides{
 		ProcessingMode: mode,
 	}}}
+}
+
+// extProcOff turns ext_proc off on a route switchyard has nothing to
+// decide for.
+func extProcOff() *extprocv3.ExtProcPerRoute {
+	return &extprocv3.ExtProcPerRoute{Override: &extprocv3.ExtProcPerRoute_Disabled{Disabled: true}}
 }
 
 func processingMode() *extprocv3.ProcessingMode {
@@ -76,16 +84,18 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		NormalizePath:    wrapperspb.Bool(true),
 		// Bounds the upload of a request (not its answer): a client that
 		// stalls mid-body is cut off instead of holding a buffer.
-		RequestTimeout: durationpb.New(RequestUploadTimeout),
-		MergeSlashes:   true,
-		AccessLog:      []*accesslogv3.AccessLog{accessLog()},
+		RequestTimeout:   durationpb.New(RequestUploadTimeout),
+		MergeSlashes:     true,
+		AccessLog:        []*accesslogv3.AccessLog{accessLog()},
+		LocalReplyConfig: bodyTooLarge(cfg.Server.MaxBodyBytes),
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
 			Name:        "switchyard.strip_internal_headers",
 			TypedConfig: mustAny(stripInternalHeaders()),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: decodedMarkFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(decodedMark())}},
-			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded())}},
+			{Name: bodyFieldsFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(bodyFieldsOff())}, Disabled: true},
+			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded(extProcFilter(cfg, l.Name)))}},
 			{Name: hintsToMetadataFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(hintsToMetadata(cfg))}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
@@ -115,6 +125,25 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		Address:      socketAddress(netip.AddrPortFrom(ip, uint16(l.Port))),
 		FilterChains: []*listenerv3.FilterChain{chain},
 	}, nil
+}
+
+// bodyTooLarge gives Envoy's own 413 (a body over the route's buffer
+// limit, refused before switchyard sees the request) the JSON reason
+// switchyard's own 413 has.
+func bodyTooLarge(maxBody int) *hcmv3.LocalReplyConfig {
+	reason, _ := structpb.NewStruct(map[string]any{
+		"error":   "body_too_large",
+		"message": "request body over " + strconv.Itoa(maxBody) + " bytes (server.max_body_bytes)",
+	})
+	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
+		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
+			Comparison: &accesslogv3.ComparisonFilter{Op: accesslogv3.ComparisonFilter_EQ, Value: &corev3.RuntimeUInt32{DefaultValue: 413, RuntimeKey: "switchyard.body_too_large"}},
+		}}},
+		BodyFormatOverride: &corev3.SubstitutionFormatString{
+			Format:      &corev3.SubstitutionFormatString_JsonFormat{JsonFormat: reason},
+			ContentType: "application/json",
+		},
+	}}}
 }
 
 // stripInternalHeaders removes client copies of switchyard's internal
@@ -157,7 +186,7 @@ func decodedMark() *setfilterstatev3.Config {
 // closes the connection at once; an ext_proc filter on that reply would
 // hold it for a response-headers exchange that the close cuts off, and the
 // client would get no answer at all.
-func extProcUnlessUndecoded() *matchingv3.ExtensionWithMatcher {
+func extProcUnlessUndecoded(filter *extprocv3.ExternalProcessor) *matchingv3.ExtensionWithMatcher {
 	decoded := &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate_{
 		SinglePredicate: &xdsmatcherv3.Matcher_MatcherList_Predicate_SinglePredicate{
 			Input: &xdscorev3.TypedExtensionConfig{
@@ -170,7 +199,7 @@ func extProcUnlessUndecoded() *matchingv3.ExtensionWithMatcher {
 		},
 	}}
 	return &matchingv3.ExtensionWithMatcher{
-		ExtensionConfig: &corev3.TypedExtensionConfig{Name: contract.ExtProcFilterName, TypedConfig: mustAny(extProcFilter())},
+		ExtensionConfig: &corev3.TypedExtensionConfig{Name: contract.ExtProcFilterName, TypedConfig: mustAny(filter)},
 		XdsMatcher: &xdsmatcherv3.Matcher{MatcherType: &xdsmatcherv3.Matcher_MatcherList_{MatcherList: &xdsmatcherv3.Matcher_MatcherList{
 			Matchers: []*xdsmatcherv3.Matcher_MatcherList_FieldMatcher{{
 				Predicate: &xdsmatcherv3.Matcher_MatcherList_Predicate{MatchType: &xdsmatcherv3.Matcher_MatcherList_Predicate_NotMatcher{NotMatcher: decoded}},
@@ -183,11 +212,12 @@ func extProcUnlessUndecoded() *matchingv3.ExtensionWithMatcher {
 	}
 }
 
-// extProcFilter sends headers only; routes whose rules read the body
-// switch to a buffered body in their per-route config. If switchyard is
-// unreachable, requests continue to their route's default.
-func extProcFilter() *extprocv3.ExternalProcessor {
-	return &extprocv3.ExternalProcessor{
+// extProcFilter sends headers only, and only those switchyard reads for
+// the listener's routes; routes whose rules read the whole body switch to
+// a buffered body in their per-route config. If switchyard is unreachable,
+// requests continue to their route's default.
+func extProcFilter(cfg *config.Config, listener string) *extprocv3.ExternalProcessor {
+	f := &extprocv3.ExternalProcessor{
 		GrpcService: &corev3.GrpcService{
 			TargetSpecifier: &corev3.GrpcService_EnvoyGrpc_{EnvoyGrpc: &corev3.GrpcService_EnvoyGrpc{ClusterName: ExtProcCluster}},
 		},
@@ -198,9 +228,19 @@ func extProcFilter() *extprocv3.ExternalProcessor {
 		// Envoy drops dynamic metadata from the processor unless its
 		// namespace is listed here; the runner list lives in envoy.lb, the
 		// decision's own keys in switchyard's namespace.
+		// The body fields Envoy extracted travel with the request headers.
 		MetadataOptions: &extprocv3.MetadataOptions{
-			ReceivingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.LBNamespace, contract.MetadataNamespace}},
+			ForwardingNamespaces: &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.BodyNamespace}},
+			ReceivingNamespaces:  &extprocv3.MetadataOptions_MetadataNamespaces{Untyped: []string{contract.LBNamespace, contract.MetadataNamespace}},
 		},
 		RequestAttributes: []string{contract.AttrRouteName},
 	}
+	if names, ok := cfg.RequestHeadersRead(listener); ok {
+		allowed := &matcherv3.ListStringMatcher{}
+		for _, n := range names {
+			allowed.Patterns = append(allowed.Patterns, &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Exact{Exact: n}})
+		}
+		f.ForwardRules = &extprocv3.HeaderForwardingRules{AllowedHeaders: allowed}
+	}
+	return f
 }

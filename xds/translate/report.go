@@ -17,13 +17,14 @@ import (
 
 // A request's end reaches switchyard through Envoy's gRPC access log, not a
 // response-phase exchange: nothing of the response waits on switchyard.
-// Envoy batches entries for at most AccessLogFlushInterval (or until
-// AccessLogBufferBytes are queued) on one long-lived stream per worker;
-// that is how late, at most, switchyard learns that a runner's slot is free
-// and what its runner reported.
+// Envoy sends each entry as soon as the request ends (a buffer of
+// AccessLogBufferBytes: nothing waits for a batch), on one long-lived
+// stream per worker, so a client's next request finds the runner's slot
+// free and its report learnt. AccessLogFlushInterval only bounds what a
+// busy stream holds back.
 const (
 	AccessLogFlushInterval = 5 * time.Millisecond
-	AccessLogBufferBytes   = 16 * 1024
+	AccessLogBufferBytes   = 0
 )
 
 // accessLog streams every finished request's entry to switchyard: the

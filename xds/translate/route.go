@@ -71,11 +71,28 @@ func route(cfg *config.Config, name string, m *routev3.RouteMatch, target config
 	}
 	out := &routev3.Route{Name: name, Match: m, Action: &routev3.Route_Route{Route: action}}
 	withDecisionHeaders(cfg, out)
+	out.TypedPerFilterConfig = map[string]*anypb.Any{}
+	switch {
+	case !cfg.Decides(&r):
+		// Nothing to decide: Envoy routes to the one pool by itself, with
+		// no exchange at all.
+		out.TypedPerFilterConfig[contract.ExtProcFilterName] = mustAny(extProcOff())
+	case r.BodyPath() == config.BodyMetadata:
+		// Envoy extracts the fields the rules read and ext_proc gets them
+		// with the headers; the body goes to switchyard only when Envoy
+		// cannot extract them (switchyard then asks for it).
+		out.TypedPerFilterConfig[bodyFieldsFilter] = bodyFieldsRoute(r)
+	case r.BodyPath() == config.BodyBuffered:
+		// Rules read the whole body: Envoy buffers it and sends it to
+		// ext_proc. Set per route, before the request starts.
+		out.TypedPerFilterConfig[contract.ExtProcFilterName] = mustAny(bufferedBody())
+	}
+	if len(out.TypedPerFilterConfig) == 0 {
+		out.TypedPerFilterConfig = nil
+	}
 	if r.NeedsBody() {
-		// Rules read the body: Envoy buffers it (up to max_body_bytes, 413
-		// beyond) and sends it whole to ext_proc. Set per route, before the
-		// request starts, so the limit is enforced from the first byte.
-		out.TypedPerFilterConfig = map[string]*anypb.Any{contract.ExtProcFilterName: mustAny(bufferedBody())}
+		// Envoy holds the body (up to max_body_bytes, 413 beyond) until
+		// the decision is made.
 		out.RequestBodyBufferLimit = wrapperspb.UInt64(uint64(maxBody))
 	}
 	// A retry re-sends the body from Envoy's buffer; without a buffer as

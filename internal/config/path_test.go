@@ -1,0 +1,83 @@
+package config_test
+
+import (
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/switchyard/switchyard/internal/config"
+)
+
+const pathsConfig = `
+listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+pools:
+  - {name: gpu, runners: [{address: 127.0.0.1:9001}]}
+  - {name: big, runners: [{address: 127.0.0.1:9002}]}
+  - {name: rr, load_balancer: {policy: round_robin}, runners: [{address: 127.0.0.1:9003}]}
+  - {name: rr2, load_balancer: {policy: least_request}, runners: [{address: 127.0.0.1:9004}]}
+routes:
+  - name: fields
+    match: {prefix: /fields}
+    hint_from: body.model
+    rules: [{when: 'body.size.w * body.size.h > 10 && body["model"] != ""', pool: big}, {pool: gpu}]
+  - name: whole
+    match: {prefix: /whole}
+    rules: [{when: 'size(body) > 2', pool: big}, {pool: gpu}]
+  - name: emptykey
+    match: {prefix: /emptykey}
+    rules: [{when: 'body[""] == 1', pool: big}, {pool: gpu}]
+  - name: headers
+    match: {prefix: /headers}
+    rules: [{when: 'headers["x-tier"] == "big"', pool: big}, {pool: gpu}]
+  - name: envoy-only
+    match: {prefix: /plain}
+    rules: [{when: 'headers["x-a"] == "1"', pool: rr}, {pool: rr}]
+  - name: envoy-fallback
+    match: {prefix: /fallback}
+    rules: [{pool: rr, fallback: [rr2]}]
+  - name: picked
+    match: {prefix: /picked}
+    rules: [{pool: gpu}]
+  - name: split
+    match: {prefix: /split}
+    rules: [{split: {weights: {rr: 80, rr2: 20}}}]
+  - name: strict
+    match: {prefix: /strict}
+    on_invalid_body: reject
+    rules: [{when: 'body.x == 1', pool: rr}, {pool: rr}]
+`
+
+func TestBodyPathAndDecides(t *testing.T) {
+	cfg, err := config.Parse("paths.yaml", []byte(pathsConfig))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]struct {
+		path    config.BodyPath
+		decides bool
+	}{
+		"fields":         {config.BodyMetadata, true},
+		"whole":          {config.BodyBuffered, true},
+		"emptykey":       {config.BodyBuffered, true},
+		"headers":        {config.BodyNone, true},
+		"envoy-only":     {config.BodyNone, false},
+		"envoy-fallback": {config.BodyNone, false},
+		"picked":         {config.BodyNone, true},
+		"split":          {config.BodyNone, true},
+		"strict":         {config.BodyMetadata, true},
+	}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		w := want[r.Name]
+		if got := r.BodyPath(); got != w.path {
+			t.Errorf("route %s: body path %q, want %q", r.Name, got, w.path)
+		}
+		if got := cfg.Decides(r); got != w.decides {
+			t.Errorf("route %s: decides %v, want %v", r.Name, got, w.decides)
+		}
+	}
+	fields, _ := cfg.Route("fields")
+	if diff := cmp.Diff([][]string{{"model"}, {"size", "h"}, {"size", "w"}}, fields.BodyFields()); diff != "" {
+		t.Errorf("body fields (-want +got):\n%s", diff)
+	}
+}
