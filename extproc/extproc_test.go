@@ -344,6 +344,26 @@ func imageBody(size int) []byte {
 }
 
 func BenchmarkDecisionHeadersOnly(b *testing.B) { benchmarkExchange(b, "headers-only", nil) }
+
+// BenchmarkDecisionBodyFields is a body route's decision on the fields
+// Envoy extracted, sent with the headers: one message, no body.
+func BenchmarkDecisionBodyFields(b *testing.B) {
+	f := newFixture(b, testConfig)
+	reqH := requestHeadersWithFields("images", map[string]*structpb.Value{
+		"0": structpb.NewNumberValue(512), "1": structpb.NewStringValue("flux"), "2": structpb.NewNumberValue(512),
+	})
+	done := policy.Response{Runner: "10.0.0.1:80", Status: 200, Hints: "flux,sdxl", HintsReported: true}
+	b.ReportAllocs()
+	for b.Loop() {
+		s := f.open()
+		resp := s.exchange(reqH)
+		if t, _, _ := decision(resp); t == "" {
+			b.Fatal("no decision")
+		}
+		s.ended(b)
+		f.engine.Finish(own(resp)["flight"], done)
+	}
+}
 func BenchmarkDecisionBody4KB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(4<<10)) }
 func BenchmarkDecisionBody1MB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(1<<20)) }
 
