@@ -256,7 +256,8 @@ func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
 	}
 	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./internal/bodyfields ./internal/affinity`, summarised by "+
 		"`go tool benchstat` (± is the 95%% confidence interval over the runs). `Decision*` is one whole request through "+
-		"the ext_proc server (headers, body when the route reads it, decision, response headers, stream end), in memory.\n\n```\n%s```\n",
+		"the ext_proc server (headers, the body fields Envoy extracted or the body itself, decision, stream end) and the "+
+		"access-log report of its end, in memory; `DecisionBodyFields` decides on fields Envoy extracted, `DecisionBody*` reads a buffered body.\n\n```\n%s```\n",
 		count, stat)
 	return map[string]string{"raw": string(raw), "benchstat": string(stat)}, md, nil
 }
