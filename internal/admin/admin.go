@@ -42,6 +42,8 @@ type Options struct {
 	Costs    func() any                    // learnt request costs for /debug/costs
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
+	// Metrics counts refused requests; none counted when nil.
+	Metrics *Metrics
 }
 
 // maxBody bounds registration request bodies.
@@ -53,6 +55,7 @@ const maxTTL = 24 * time.Hour
 // Handler returns the admin API.
 func Handler(o Options) http.Handler {
 	mux := http.NewServeMux()
+	g := guard{config: o.Config, metrics: o.Metrics, log: o.Log}
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -64,9 +67,9 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 	})
 	mux.Handle("GET /metrics", promhttp.HandlerFor(o.Gatherer, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /debug/config", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /debug/config", g.wrap(needRead, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.Config())
-	})
+	}))
 	listRunners := func(w http.ResponseWriter, _ *http.Request) {
 		list := o.Runners.List()
 		out := make([]runnerJSON, len(list))
@@ -80,19 +83,19 @@ func Handler(o Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, map[string]any{"runners": out})
 	}
-	mux.HandleFunc("GET /debug/runners", listRunners)
-	mux.HandleFunc("GET /v1/runners", listRunners)
-	mux.HandleFunc("GET /debug/xds", func(w http.ResponseWriter, _ *http.Request) {
+	mux.HandleFunc("GET /debug/runners", g.wrap(needRead, listRunners))
+	mux.HandleFunc("GET /v1/runners", g.wrap(needRead, listRunners))
+	mux.HandleFunc("GET /debug/xds", g.wrap(needRead, func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, o.XDS())
-	})
-	mux.HandleFunc("GET /debug/costs", func(w http.ResponseWriter, _ *http.Request) {
+	}))
+	mux.HandleFunc("GET /debug/costs", g.wrap(needRead, func(w http.ResponseWriter, _ *http.Request) {
 		if o.Costs == nil {
 			writeJSON(w, http.StatusOK, map[string]any{})
 			return
 		}
 		writeJSON(w, http.StatusOK, o.Costs())
-	})
-	mux.HandleFunc("PUT /v1/pools/{pool}/runners/{address}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("PUT /v1/pools/{pool}/runners/{address}", g.wrap(needWrite, func(w http.ResponseWriter, r *http.Request) {
 		ttl, err := readTTL(r)
 		if err != nil {
 			writeError(w, http.StatusBadRequest, err)
@@ -104,8 +107,8 @@ func Handler(o Options) http.Handler {
 			return
 		}
 		writeJSON(w, http.StatusOK, info)
-	})
-	mux.HandleFunc("DELETE /v1/pools/{pool}/runners/{address}", func(w http.ResponseWriter, r *http.Request) {
+	}))
+	mux.HandleFunc("DELETE /v1/pools/{pool}/runners/{address}", g.wrap(needWrite, func(w http.ResponseWriter, r *http.Request) {
 		info, err := o.Runners.Deregister(r.PathValue("pool"), r.PathValue("address"))
 		if err != nil {
 			writeRegistryError(w, err)
@@ -113,7 +116,7 @@ func Handler(o Options) http.Handler {
 		}
 		o.Log.Info("runner draining", "pool", info.Pool, "address", info.Address)
 		writeJSON(w, http.StatusOK, info)
-	})
+	}))
 	return mux
 }
 

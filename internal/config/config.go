@@ -1,6 +1,7 @@
 package config
 
 import (
+	"crypto/subtle"
 	"slices"
 	"sort"
 	"strings"
@@ -95,7 +96,52 @@ type Server struct {
 	Admin        string   `json:"admin"`
 	DrainTimeout Duration `json:"drain_timeout"`
 	MaxBodyBytes int      `json:"max_body_bytes"`
+	// AdminAuth, when set, is who may use the admin API.
+	AdminAuth *AdminAuth `json:"admin_auth,omitempty"`
 }
+
+// AdminAuth protects the admin API with bearer tokens read from files
+// (server.admin_auth). A token of TokenFiles may register, renew and drain
+// runners, and read; with ReadTokenFiles set, the debug and list endpoints
+// need a token too, of either list. Health, readiness and metrics stay
+// open. The files are read at every (re)load, so listing a new file beside
+// the old one and reloading rotates a token.
+type AdminAuth struct {
+	TokenFiles     []string `json:"token_files"`
+	ReadTokenFiles []string `json:"read_token_files,omitempty"`
+	// The tokens themselves; never printed (debug/config shows the files).
+	write, read [][]byte
+}
+
+// Access is what a bearer token may do.
+type Access int
+
+const (
+	AccessNone  Access = iota // not a token of the config
+	AccessRead                // a read token: debug and list endpoints
+	AccessWrite               // a write token: everything
+)
+
+// Grants says what token may do, comparing in constant time.
+func (a *AdminAuth) Grants(token []byte) Access {
+	write, read := 0, 0
+	for _, t := range a.write {
+		write |= subtle.ConstantTimeCompare(t, token)
+	}
+	for _, t := range a.read {
+		read |= subtle.ConstantTimeCompare(t, token)
+	}
+	switch {
+	case write == 1:
+		return AccessWrite
+	case read == 1:
+		return AccessRead
+	}
+	return AccessNone
+}
+
+// ProtectsReads says the debug and list endpoints need a token.
+func (a *AdminAuth) ProtectsReads() bool { return len(a.read) > 0 }
 
 // Cluster is where replicas share runner state (the cluster section).
 type Cluster struct {

@@ -47,10 +47,16 @@ type tlsFile struct {
 }
 
 type serverFile struct {
-	GRPC         string    `yaml:"grpc"`
-	Admin        string    `yaml:"admin"`
-	DrainTimeout *Duration `yaml:"drain_timeout"`
-	MaxBodyBytes *int      `yaml:"max_body_bytes"`
+	GRPC         string         `yaml:"grpc"`
+	Admin        string         `yaml:"admin"`
+	DrainTimeout *Duration      `yaml:"drain_timeout"`
+	MaxBodyBytes *int           `yaml:"max_body_bytes"`
+	AdminAuth    *adminAuthFile `yaml:"admin_auth"`
+}
+
+type adminAuthFile struct {
+	TokenFiles     []string `yaml:"token_files"`
+	ReadTokenFiles []string `yaml:"read_token_files"`
 }
 
 type responsesFile struct {

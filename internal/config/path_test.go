@@ -1,6 +1,9 @@
 package config_test
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
@@ -79,5 +82,48 @@ func TestBodyPathAndDecides(t *testing.T) {
 	fields, _ := cfg.Route("fields")
 	if diff := cmp.Diff([][]string{{"model"}, {"size", "h"}, {"size", "w"}}, fields.BodyFields()); diff != "" {
 		t.Errorf("body fields (-want +got):\n%s", diff)
+	}
+}
+
+// server.admin_auth reads its token files at load; problems name the file,
+// line and field; a non-loopback admin address without it is a warning.
+func TestAdminAuthConfig(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("good.token", "0123456789abcdef0123\n")
+	write("short.token", "abc\n")
+	write("spaced.token", "0123456789 abcdef0123\n")
+	base := "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools: [{name: a}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: a}]}]\n"
+	parse := func(server string) (*config.Config, error) {
+		return config.Parse(filepath.Join(dir, "s.yaml"), []byte(base+"server:\n"+server))
+	}
+	cfg, err := parse("  admin: 0.0.0.0:18001\n  admin_auth: {token_files: [good.token]}\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 0 || cfg.Server.AdminAuth.Grants([]byte("0123456789abcdef0123")) != config.AccessWrite || cfg.Server.AdminAuth.Grants([]byte("0123456789abcdef012")) != config.AccessNone {
+		t.Errorf("warnings %v; the token in good.token is not the write token", cfg.Warnings)
+	}
+	cfg, err = parse("  admin: 0.0.0.0:18001\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cfg.Warnings) != 1 || !strings.Contains(cfg.Warnings[0].String(), "server.admin") || !strings.Contains(cfg.Warnings[0].String(), "admin_auth") {
+		t.Errorf("non-loopback admin without auth: warnings %v", cfg.Warnings)
+	}
+	for _, tt := range []struct{ server, want string }{
+		{"  admin_auth: {token_files: []}\n", "s.yaml:5: server.admin_auth.token_files: at least one token file is required"},
+		{"  admin_auth: {token_files: [missing.token]}\n", "s.yaml:5: server.admin_auth.token_files[0]: cannot read"},
+		{"  admin_auth: {token_files: [short.token]}\n", "is 3 characters; at least 16 are required"},
+		{"  admin_auth: {token_files: [good.token], read_token_files: [spaced.token]}\n", "server.admin_auth.read_token_files[0]: the token in"},
+	} {
+		_, err := parse(tt.server)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: error %v, want %q", tt.server, err, tt.want)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
@@ -30,6 +31,7 @@ func build(name string, f *file, ps *problems) *Config {
 	root := fieldPath{}
 	cfg.Listeners = buildListeners(name, f.Listeners, root.key("listeners"), ps)
 	cfg.Server = buildServer(f.Server, root.key("server"), ps)
+	cfg.Server.AdminAuth = buildAdminAuth(name, f.Server.AdminAuth, cfg.Server.Admin, root.key("server"), ps)
 	cfg.Hints = buildHints(f.Hints, root.key("hints"), ps)
 	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints}
 	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
@@ -125,6 +127,53 @@ func buildServer(in serverFile, path fieldPath, ps *problems) Server {
 		ps.at(path.key("admin"), "admin and grpc cannot share %s", s.Admin)
 	}
 	return s
+}
+
+// MinTokenLength is the shortest admin token accepted: a guessable token
+// protects nothing.
+const MinTokenLength = 16
+
+// buildAdminAuth reads the admin API's token files. Without them, a
+// non-loopback admin address gets a warning: anyone who reaches it can
+// change routing.
+func buildAdminAuth(file string, in *adminAuthFile, admin string, server fieldPath, ps *problems) *AdminAuth {
+	path := server.key("admin_auth")
+	if in == nil {
+		if ap, err := ParseHostPort(admin); err == nil && !ap.Addr().IsLoopback() {
+			ps.warn(server.key("admin"), "admin %s is not a loopback address and server.admin_auth is not set: anyone who reaches it can register runners (and receive users' requests) or drain them", admin)
+		}
+		return nil
+	}
+	a := &AdminAuth{}
+	if len(in.TokenFiles) == 0 {
+		ps.at(path.key("token_files"), "at least one token file is required")
+	}
+	read := func(files []string, key string) ([]string, [][]byte) {
+		var paths []string
+		var tokens [][]byte
+		for i, f := range files {
+			fp := path.key(key).idx(i)
+			p := checkFile(file, f, fp, ps)
+			paths = append(paths, p)
+			data, err := os.ReadFile(p)
+			if err != nil {
+				continue // checkFile said so
+			}
+			tok := bytes.TrimSpace(data)
+			switch {
+			case len(tok) < MinTokenLength:
+				ps.at(fp, "the token in %s is %d characters; at least %d are required", p, len(tok), MinTokenLength)
+			case bytes.ContainsAny(tok, " \t\r\n"):
+				ps.at(fp, "the token in %s must be one line without spaces", p)
+			default:
+				tokens = append(tokens, tok)
+			}
+		}
+		return paths, tokens
+	}
+	a.TokenFiles, a.write = read(in.TokenFiles, "token_files")
+	a.ReadTokenFiles, a.read = read(in.ReadTokenFiles, "read_token_files")
+	return a
 }
 
 // checkHostPort accepts ip:port or localhost:port with a port in 1-65535.

@@ -119,6 +119,7 @@ func New(o Options) (*Server, error) {
 			Costs:    func() any { return s.engine.Costs().Snapshot() },
 			Gatherer: reg,
 			Log:      s.log,
+			Metrics:  admin.NewMetrics(reg),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
