@@ -278,8 +278,6 @@ func (s *Stack) Admin(method, path, body string, out any) int {
 	return resp.StatusCode
 }
 
-// Metric reads one sample of switchyard's /metrics, e.g.
-// `switchyard_config_reloads_total{result="error"}`; absent is 0.
 // Settle waits until Envoy's access log has reported the end of every
 // decided request but outstanding ones. A report is learnt off the request
 // path, within about a millisecond of the response's end; a test that
@@ -292,6 +290,8 @@ func (s *Stack) Settle(outstanding int) {
 	})
 }
 
+// Metric reads one sample of switchyard's /metrics, e.g.
+// `switchyard_config_reloads_total{result="error"}`; absent is 0.
 func (s *Stack) Metric(series string) float64 {
 	s.t.Helper()
 	resp, err := http.Get(s.AdminURL + "/metrics")

@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"os"
 	"strings"
 	"time"
 
@@ -35,6 +36,7 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	register := fs.String("register", "", "switchyard admin URL to register with, e.g. http://127.0.0.1:18001")
 	pool := fs.String("pool", "", "pool to register in (with --register)")
 	ttl := fs.Duration("ttl", 10*time.Second, "registration TTL, renewed every ttl/3 (with --register)")
+	tokenFile := fs.String("token-file", "", "file holding the admin API's bearer token (server.admin_auth), re-read at every renewal (with --register)")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
@@ -66,8 +68,13 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if ap, err := netip.ParseAddrPort(*listen); err != nil || ap.Addr().IsUnspecified() {
 			problems = append(problems, fmt.Errorf("--register needs --listen as a reachable ip:port, not %q", *listen))
 		}
-	} else if *pool != "" {
-		problems = append(problems, errors.New("--pool needs --register"))
+		if *tokenFile != "" {
+			if _, err := readToken(*tokenFile); err != nil {
+				problems = append(problems, err)
+			}
+		}
+	} else if *pool != "" || *tokenFile != "" {
+		problems = append(problems, errors.New("--pool and --token-file need --register"))
 	}
 	if len(problems) > 0 {
 		for _, p := range problems {
@@ -89,10 +96,11 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 
 	if admin != nil {
 		reg := &registration{
-			url:    admin.JoinPath("v1", "pools", *pool, "runners", srv.Addr.String()),
-			ttl:    *ttl,
-			client: &http.Client{Timeout: *ttl / 3},
-			log:    slog.New(slog.NewTextHandler(stderr, nil)),
+			url:       admin.JoinPath("v1", "pools", *pool, "runners", srv.Addr.String()),
+			ttl:       *ttl,
+			tokenFile: *tokenFile,
+			client:    &http.Client{Timeout: *ttl / 3},
+			log:       slog.New(slog.NewTextHandler(stderr, nil)),
 		}
 		if err := reg.keep(ctx, srv.Done); err != nil {
 			stop()
@@ -120,10 +128,24 @@ func adminURL(s string) (*url.URL, error) {
 
 // registration keeps one runner registered through the admin API.
 type registration struct {
-	url    *url.URL
-	ttl    time.Duration
-	client *http.Client
-	log    *slog.Logger
+	url       *url.URL
+	ttl       time.Duration
+	tokenFile string // the bearer token's file; "" sends none
+	client    *http.Client
+	log       *slog.Logger
+}
+
+// readToken reads a bearer token file: one line, surrounding space trimmed.
+func readToken(path string) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(data))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s: empty", path)
+	}
+	return tok, nil
 }
 
 // errRejected marks an answer that retrying will not change (4xx).
@@ -179,6 +201,14 @@ func (r *registration) send(ctx context.Context, method string) error {
 	}
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
+	}
+	if r.tokenFile != "" {
+		// Re-read every time: a rotated token is picked up at the next beat.
+		tok, err := readToken(r.tokenFile)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", "Bearer "+tok)
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {
