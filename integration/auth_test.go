@@ -88,7 +88,9 @@ routes:
 		t.Errorf("old token during the rotation: %d, want 200", got)
 	}
 	s.WriteConfig(strings.Replace(s.ReadConfig(), "token_files: ["+oldTok+", "+newTok+"]", "token_files: ["+newTok+"]", 1))
-	Eventually(t, 10*time.Second, "the old token refused", func() bool { return put("127.0.0.1:3", "Bearer old-runner-token-0123456789") == http.StatusUnauthorized })
+	Eventually(t, 10*time.Second, "the old token refused", func() bool {
+		return put("127.0.0.1:3", "Bearer old-runner-token-0123456789") == http.StatusUnauthorized
+	})
 
 	// The runner drains with the token it has: switch its file's content
 	// to the new token, as a rotation would, then stop it.

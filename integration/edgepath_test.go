@@ -55,7 +55,7 @@ routes:
 	}
 	tests := []struct {
 		name, path, contentType, body, pool string
-		viaFields                             bool
+		viaFields                           bool
 	}{
 		{"fields, small", "/gen", "application/json", `{"model": "flux", "image": "AAAA", "size": {"width": 512, "height": 512}}`, "a100", true},
 		{"fields, large", "/gen", "application/json; charset=utf-8", `{"size": {"width": 2048, "height": 2048}, "model": "flux"}`, "h100", true},
