@@ -10,7 +10,7 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo demo-edges build envoy python test unit integration lint bench clean
+.PHONY: help demo demo-edges build envoy python test unit integration lint bench fuzz clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,16 @@ integration: envoy ## the real-Envoy integration tests only
 SUITES ?= quality,edges,overhead,controlplane,decision
 bench: envoy python build ## the benchmark suite (minutes): bench/results/*.json and BENCHMARKS.md
 	$(GO) run ./bench/cmd/bench -suites $(SUITES)
+
+# Each fuzz target in turn for FUZZTIME; crashers land in the package's
+# testdata/fuzz and then run with every `go test` as regression seeds.
+FUZZTIME ?= 10m
+FUZZ_TARGETS := ./internal/config:FuzzParse ./extproc:FuzzExchange ./internal/admin:FuzzAdminRequest \
+	./internal/affinity:FuzzParseHints ./internal/affinity:FuzzIndex ./internal/bodyfields:FuzzExtract
+fuzz: ## fuzz every target for FUZZTIME each (default 10m)
+	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "== $$fn ($$pkg) for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn$$" -fuzztime $(FUZZTIME) $$pkg; done
 
 lint: ## gofmt and go vet
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi

@@ -24,7 +24,7 @@ const (
 
 // authServer serves the admin API with server.admin_auth: a write token,
 // and (with reads) a read token that protects the debug endpoints.
-func authServer(t *testing.T, reads bool) (*httptest.Server, *registry.Registry, *prometheus.Registry) {
+func authServer(t testing.TB, reads bool) (*httptest.Server, *registry.Registry, *prometheus.Registry) {
 	t.Helper()
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "runner.token"), []byte(writeToken+"\n"), 0o600)

@@ -12,6 +12,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 	"unsafe"
 
 	"github.com/tidwall/gjson"
@@ -124,10 +125,29 @@ func set(m map[string]any, path []string, v any) {
 	m[path[len(path)-1]] = v
 }
 
+// validUTF8 copies s, each byte that is not UTF-8 replaced by U+FFFD, as
+// encoding/json (and so every other JSON reader of the request) sees it.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return strings.Clone(s)
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && n == 1 {
+			b.WriteRune(utf8.RuneError)
+		} else {
+			b.WriteString(s[i : i+n])
+		}
+		i += n
+	}
+	return b.String()
+}
+
 func convert(r gjson.Result) any {
 	switch r.Type {
 	case gjson.String:
-		return strings.Clone(r.String())
+		return validUTF8(r.String())
 	case gjson.True:
 		return true
 	case gjson.False:
@@ -153,7 +173,7 @@ func convert(r gjson.Result) any {
 	}
 	out := map[string]any{}
 	r.ForEach(func(k, v gjson.Result) bool {
-		out[k.String()] = convert(v)
+		out[validUTF8(k.String())] = convert(v)
 		return true
 	})
 	return out
