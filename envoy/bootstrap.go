@@ -15,6 +15,9 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/mtls"
+
 	// Types that appear in bootstrap.yaml inside google.protobuf.Any; protojson
 	// resolves them from the global registry. Add one here when the file gains
 	// a new typed_config.
@@ -56,6 +59,10 @@ type BootstrapOptions struct {
 	AdminPort int
 	// NodeID replaces the node id when non-empty.
 	NodeID string
+	// TLS, when set, is the certificate Envoy presents to switchyard's
+	// gRPC port and the CA it checks switchyard's against
+	// (server.grpc_tls.envoy): the xDS cluster speaks mutual TLS.
+	TLS *config.EnvoyClientTLS
 }
 
 // Bootstrap returns the embedded bootstrap.yaml with opts applied, as JSON
@@ -93,6 +100,13 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 
 	if opts.NodeID != "" {
 		bs.Node.Id = opts.NodeID
+	}
+	if opts.TLS != nil {
+		for _, c := range bs.GetStaticResources().GetClusters() {
+			if c.GetName() == xdsClusterName {
+				c.TransportSocket = mtls.EnvoyTransportSocket(*opts.TLS)
+			}
+		}
 	}
 
 	if err := bs.ValidateAll(); err != nil {

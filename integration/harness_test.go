@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/switchyard/switchyard/envoy"
+	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/supervise"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 	"github.com/switchyard/switchyard/internal/testutil/syncio"
@@ -76,6 +77,8 @@ type StackConfig struct {
 	Body string // YAML: hints, pools, routes (server.drain_timeout may be given via Server)
 	// Server holds extra keys of the server section, e.g. "drain_timeout: 2s".
 	Server string
+	// EnvoyTLS is what Envoy presents to switchyard (with grpc_tls in Server).
+	EnvoyTLS *config.EnvoyClientTLS
 }
 
 // NewStack writes the config, starts switchyard, then Envoy, and waits
@@ -119,7 +122,7 @@ func NewStack(t *testing.T, sc StackConfig) *Stack {
 	defer cancel()
 	s.Envoy, err = envoy.Start(ctx, envoy.StartOptions{
 		Binary:      bin,
-		Bootstrap:   envoy.BootstrapOptions{XDSAddress: s.GRPCAddr},
+		Bootstrap:   envoy.BootstrapOptions{XDSAddress: s.GRPCAddr, TLS: sc.EnvoyTLS},
 		Concurrency: 2,
 		Dir:         filepath.Join(s.Dir, "envoy"),
 	})

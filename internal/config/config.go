@@ -98,6 +98,29 @@ type Server struct {
 	MaxBodyBytes int      `json:"max_body_bytes"`
 	// AdminAuth, when set, is who may use the admin API.
 	AdminAuth *AdminAuth `json:"admin_auth,omitempty"`
+	// GRPCTLS, when set, puts the gRPC port (ADS, ext_proc, access log)
+	// under mutual TLS.
+	GRPCTLS *GRPCTLS `json:"grpc_tls,omitempty"`
+}
+
+// GRPCTLS is mutual TLS on the gRPC port (server.grpc_tls): switchyard
+// presents CertFile/KeyFile and accepts only clients whose certificate
+// chains to ClientCAFile; Envoy presents Envoy.CertFile/KeyFile and checks
+// switchyard's certificate against Envoy.CAFile. Paths are absolute
+// (relative ones are resolved against the config file); Envoy's are as
+// Envoy sees them, and are not opened by switchyard.
+type GRPCTLS struct {
+	CertFile     string         `json:"cert_file"`
+	KeyFile      string         `json:"key_file"`
+	ClientCAFile string         `json:"client_ca_file"`
+	Envoy        EnvoyClientTLS `json:"envoy"`
+}
+
+// EnvoyClientTLS is what Envoy uses to reach switchyard under mutual TLS.
+type EnvoyClientTLS struct {
+	CertFile string `json:"cert_file"`
+	KeyFile  string `json:"key_file"`
+	CAFile   string `json:"ca_file"`
 }
 
 // AdminAuth protects the admin API with bearer tokens read from files

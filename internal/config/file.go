@@ -52,6 +52,20 @@ type serverFile struct {
 	DrainTimeout *Duration      `yaml:"drain_timeout"`
 	MaxBodyBytes *int           `yaml:"max_body_bytes"`
 	AdminAuth    *adminAuthFile `yaml:"admin_auth"`
+	GRPCTLS      *grpcTLSFile   `yaml:"grpc_tls"`
+}
+
+type grpcTLSFile struct {
+	CertFile     string          `yaml:"cert_file"`
+	KeyFile      string          `yaml:"key_file"`
+	ClientCAFile string          `yaml:"client_ca_file"`
+	Envoy        envoyClientFile `yaml:"envoy"`
+}
+
+type envoyClientFile struct {
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	CAFile   string `yaml:"ca_file"`
 }
 
 type adminAuthFile struct {

@@ -127,3 +127,27 @@ func TestAdminAuthConfig(t *testing.T) {
 		}
 	}
 }
+
+// server.grpc_tls needs switchyard's certificate, key and client CA (which
+// it reads) and Envoy's three paths (which it does not open).
+func TestGRPCTLSConfig(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"s.crt", "s.key", "ca.crt"} {
+		os.WriteFile(filepath.Join(dir, f), []byte("x"), 0o600)
+	}
+	base := "listeners: [{name: l, address: 127.0.0.1, port: 10000}]\npools: [{name: a}]\nroutes: [{name: r, match: {prefix: /}, rules: [{pool: a}]}]\n"
+	cfg, err := config.Parse(filepath.Join(dir, "s.yaml"), []byte(base+"server:\n  grpc_tls: {cert_file: s.crt, key_file: s.key, client_ca_file: ca.crt, envoy: {cert_file: /etc/envoy/e.crt, key_file: e.key, ca_file: ca.crt}}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.Server.GRPCTLS
+	if got.CertFile != filepath.Join(dir, "s.crt") || got.Envoy.CertFile != "/etc/envoy/e.crt" || got.Envoy.KeyFile != filepath.Join(dir, "e.key") {
+		t.Errorf("grpc_tls %+v: want paths resolved against the config file", got)
+	}
+	_, err = config.Parse(filepath.Join(dir, "s.yaml"), []byte(base+"server:\n  grpc_tls: {cert_file: missing.crt, key_file: s.key, client_ca_file: ca.crt, envoy: {cert_file: e.crt}}\n"))
+	for _, want := range []string{"server.grpc_tls.cert_file: cannot read", "server.grpc_tls.envoy.key_file: a file is required", "server.grpc_tls.envoy.ca_file: a file is required"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("error %v, want %q", err, want)
+		}
+	}
+}

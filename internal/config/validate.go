@@ -32,6 +32,20 @@ func build(name string, f *file, ps *problems) *Config {
 	cfg.Listeners = buildListeners(name, f.Listeners, root.key("listeners"), ps)
 	cfg.Server = buildServer(f.Server, root.key("server"), ps)
 	cfg.Server.AdminAuth = buildAdminAuth(name, f.Server.AdminAuth, cfg.Server.Admin, root.key("server"), ps)
+	if t := f.Server.GRPCTLS; t != nil {
+		tp := root.key("server").key("grpc_tls")
+		ep := tp.key("envoy")
+		cfg.Server.GRPCTLS = &GRPCTLS{
+			CertFile:     checkFile(name, t.CertFile, tp.key("cert_file"), ps),
+			KeyFile:      checkFile(name, t.KeyFile, tp.key("key_file"), ps),
+			ClientCAFile: checkFile(name, t.ClientCAFile, tp.key("client_ca_file"), ps),
+			Envoy: EnvoyClientTLS{
+				CertFile: envoyPath(name, t.Envoy.CertFile, ep.key("cert_file"), ps),
+				KeyFile:  envoyPath(name, t.Envoy.KeyFile, ep.key("key_file"), ps),
+				CAFile:   envoyPath(name, t.Envoy.CAFile, ep.key("ca_file"), ps),
+			},
+		}
+	}
 	cfg.Hints = buildHints(f.Hints, root.key("hints"), ps)
 	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints}
 	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
@@ -97,6 +111,19 @@ func checkFile(configFile, p string, path fieldPath, ps *problems) string {
 	}
 	if _, err := os.Stat(p); err != nil {
 		ps.at(path, "cannot read %s: %v", p, err)
+	}
+	return p
+}
+
+// envoyPath resolves a path Envoy opens: required, relative to the config
+// file, not checked here (Envoy may see another filesystem).
+func envoyPath(configFile, p string, path fieldPath, ps *problems) string {
+	if p == "" {
+		ps.at(path, "a file is required")
+		return ""
+	}
+	if !filepath.IsAbs(p) {
+		p = filepath.Join(filepath.Dir(configFile), p)
 	}
 	return p
 }

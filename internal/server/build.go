@@ -11,6 +11,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/keepalive"
 
 	"github.com/switchyard/switchyard/extproc"
@@ -19,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cluster"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/configwatch"
+	"github.com/switchyard/switchyard/internal/mtls"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds"
@@ -87,15 +89,26 @@ func New(o Options) (*Server, error) {
 	}
 
 	s.pub = xds.NewPublisher(s.log, s.metrics.xds)
-	s.grpc = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		// A buffered request body arrives in one ext_proc message. Envoy
 		// refuses bodies over max_body_bytes with 413; the limit here has
 		// room for twice that, because a body that races the switch to
 		// buffering can pass Envoy's check by up to its size again.
-		grpc.MaxRecvMsgSize(2*cfg.Server.MaxBodyBytes+grpcHeadroom),
+		grpc.MaxRecvMsgSize(2*cfg.Server.MaxBodyBytes + grpcHeadroom),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if t := cfg.Server.GRPCTLS; t != nil {
+		// Only a client with a certificate of the configured CA may read
+		// the config or report requests; the files are re-read when they
+		// change. Turning grpc_tls on or off takes a restart.
+		files, err := mtls.New(t)
+		if err != nil {
+			return nil, err
+		}
+		opts = append(opts, grpc.Creds(credentials.NewTLS(files.ServerConfig())))
+	}
+	s.grpc = grpc.NewServer(opts...)
 	extproc.Register(s.grpc, extproc.Options{
 		Config:  s.current.Load,
 		Policy:  s.engine,

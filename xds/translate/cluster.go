@@ -23,6 +23,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
+	"github.com/switchyard/switchyard/internal/mtls"
 )
 
 const (
@@ -141,14 +142,15 @@ func circuitBreakers() *clusterv3.CircuitBreakers {
 	}}}
 }
 
-// extProcCluster reaches switchyard's gRPC port over HTTP/2.
-func extProcCluster(grpcAddr string) (*clusterv3.Cluster, error) {
+// extProcCluster reaches switchyard's gRPC port over HTTP/2 (ext_proc and
+// the access log), under mutual TLS when the config has grpc_tls.
+func extProcCluster(grpcAddr string, t *config.GRPCTLS) (*clusterv3.Cluster, error) {
 	ap, err := config.ParseHostPort(grpcAddr)
 	if err != nil {
 		return nil, err
 	}
 	ap = ConnectAddr(ap)
-	return &clusterv3.Cluster{
+	c := &clusterv3.Cluster{
 		Name:                 ExtProcCluster,
 		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
 		ConnectTimeout:       durationpb.New(time.Second),
@@ -163,7 +165,11 @@ func extProcCluster(grpcAddr string) (*clusterv3.Cluster, error) {
 			ClusterName: ExtProcCluster,
 			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(ap, false)}}},
 		},
-	}, nil
+	}
+	if t != nil {
+		c.TransportSocket = mtls.EnvoyTransportSocket(t.Envoy)
+	}
+	return c, nil
 }
 
 // ConnectAddr turns a listen address into one a client can connect to:

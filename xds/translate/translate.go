@@ -66,7 +66,7 @@ func Translate(in Input) (*Resources, error) {
 		}
 		out.Endpoints = append(out.Endpoints, cla)
 	}
-	ext, err := extProcCluster(cfg.Server.GRPC)
+	ext, err := extProcCluster(cfg.Server.GRPC, cfg.Server.GRPCTLS)
 	if err != nil {
 		return nil, err
 	}

@@ -118,7 +118,7 @@ func Start(ctx context.Context, o Options) (*Stack, error) {
 		concurrency = 2
 	}
 	s.Envoy, err = envoy.Start(ctx, envoy.StartOptions{
-		Bootstrap:   envoy.BootstrapOptions{XDSAddress: cfg.Server.GRPC, AdminPort: o.EnvoyAdminPort},
+		Bootstrap:   envoy.BootstrapOptions{XDSAddress: cfg.Server.GRPC, AdminPort: o.EnvoyAdminPort, TLS: envoyTLS(cfg)},
 		Concurrency: concurrency,
 		Log:         o.EnvoyLog,
 	})
@@ -207,4 +207,13 @@ func (s *Stack) Stop() error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// envoyTLS is what Envoy presents to switchyard's gRPC port, when the
+// config puts it under mutual TLS.
+func envoyTLS(cfg *config.Config) *config.EnvoyClientTLS {
+	if cfg.Server.GRPCTLS == nil {
+		return nil
+	}
+	return &cfg.Server.GRPCTLS.Envoy
 }
