@@ -364,8 +364,8 @@ func BenchmarkDecisionBodyFields(b *testing.B) {
 		f.engine.Finish(own(resp)["flight"], done)
 	}
 }
-func BenchmarkDecisionBody4KB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(4<<10)) }
-func BenchmarkDecisionBody1MB(b *testing.B)     { benchmarkExchange(b, "images", imageBody(1<<20)) }
+func BenchmarkDecisionBody4KB(b *testing.B) { benchmarkExchange(b, "images", imageBody(4<<10)) }
+func BenchmarkDecisionBody1MB(b *testing.B) { benchmarkExchange(b, "images", imageBody(1<<20)) }
 
 // requestHeadersWithFields is a request whose body fields Envoy's
 // json_to_metadata filter extracted (nil fields: the filter did not run).
