@@ -2,6 +2,8 @@ package integration
 
 import (
 	"net/http"
+	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -89,19 +91,24 @@ func TestRestartUnderLoad(t *testing.T) {
 		}()
 	}
 	time.Sleep(time.Second)
-	s.KillSwitchyard()
-	downAt := sent.Load()
-	time.Sleep(1500 * time.Millisecond) // Envoy serves alone
-	duringDown := sent.Load() - downAt
-	s.StartSwitchyard()
-	Eventually(t, 10*time.Second, "Envoy reconnected", func() bool {
-		return s.Metric("switchyard_xds_connected_clients") == 1 && s.Metric(`switchyard_xds_pushes_total{type="Listener"}`) >= 1
-	})
-	time.Sleep(time.Second)
+	kills := faultKills(t)
+	var duringDown int64
+	for k := range kills {
+		s.KillSwitchyard()
+		downAt := sent.Load()
+		time.Sleep(time.Duration(300+k%3*400) * time.Millisecond) // Envoy serves alone
+		duringDown += sent.Load() - downAt
+		s.StartSwitchyard()
+		Eventually(t, 10*time.Second, "Envoy reconnected", func() bool {
+			return s.Metric("switchyard_xds_connected_clients") == 1 && s.Metric(`switchyard_xds_pushes_total{type="Listener"}`) >= 1
+		})
+		time.Sleep(500 * time.Millisecond) // decided again for a while
+	}
+	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	wg.Wait()
 	if failed.Load() != 0 {
-		t.Fatalf("%d of %d requests failed across the restart; first: %v", failed.Load(), sent.Load(), firstErr.Load())
+		t.Fatalf("%d of %d requests failed across %d restarts; first: %v", failed.Load(), sent.Load(), kills, firstErr.Load())
 	}
 	if duringDown == 0 {
 		t.Fatal("no requests were sent while switchyard was down: the test proved nothing")
@@ -109,7 +116,30 @@ func TestRestartUnderLoad(t *testing.T) {
 	if got := s.EnvoyStats()["cluster_manager.cds.update_rejected"]; got != 0 {
 		t.Errorf("Envoy rejected the restarted switchyard's clusters %d times", got)
 	}
-	t.Logf("restart under load: %d requests sent, %d while switchyard was down, 0 failed", sent.Load(), duringDown)
+	// The last switchyard counts nothing in flight once every end is reported.
+	s.Settle(0)
+	var list struct{ Runners []map[string]any }
+	s.Admin(http.MethodGet, "/v1/runners", "", &list)
+	for _, r := range list.Runners {
+		if r["in_flight"].(float64) != 0 {
+			t.Errorf("runner %v: %v in flight after the load stopped", r["address"], r["in_flight"])
+		}
+	}
+	t.Logf("%d SIGKILL restarts under load: %d requests sent, %d while switchyard was down, 0 failed", kills, sent.Load(), duringDown)
+}
+
+// faultKills is how many times TestRestartUnderLoad kills switchyard: a
+// few in `make test`, SWITCHYARD_FAULT_KILLS (20 in `make faults`) for the
+// long form.
+func faultKills(t *testing.T) int {
+	if v := os.Getenv("SWITCHYARD_FAULT_KILLS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			t.Fatalf("SWITCHYARD_FAULT_KILLS=%q: want a positive number", v)
+		}
+		return n
+	}
+	return 3
 }
 
 func errString(err error, r Reply) string {

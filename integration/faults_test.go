@@ -1,0 +1,109 @@
+package integration
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
+)
+
+// hungRunner accepts connections and reads requests but never answers.
+type hungRunner struct {
+	lis      net.Listener
+	accepted atomic.Int64
+	mu       sync.Mutex
+	conns    []net.Conn
+}
+
+func startHungRunner(t *testing.T) *hungRunner {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hungRunner{lis: lis}
+	go func() {
+		for {
+			c, err := lis.Accept()
+			if err != nil {
+				return
+			}
+			h.accepted.Add(1)
+			h.mu.Lock()
+			h.conns = append(h.conns, c)
+			h.mu.Unlock()
+			go io.Copy(io.Discard, c) // read, never answer
+		}
+	}()
+	t.Cleanup(func() {
+		lis.Close()
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		for _, c := range h.conns {
+			c.Close()
+		}
+	})
+	return h
+}
+
+// A runner that accepts connections and never answers: the requests it
+// takes end at the route's timeout with Envoy's 504 (the documented
+// outcome: the request is not re-run elsewhere, since the runner may be
+// working on it), and while it holds them it counts as busy, so the other
+// runners get the rest of the work: it takes at most one request per
+// timeout period. Its in-flight count comes back when each ends.
+func TestHungRunner(t *testing.T) {
+	good := runnersNamed(t, simrunner.Options{InferTime: 20 * time.Millisecond}, "gpu-1", "gpu-2")
+	hung := startHungRunner(t)
+	s := NewStack(t, StackConfig{Body: `pools:
+  - name: gpu
+    max_concurrency: 1
+    runners: [{address: ` + good[0].Addr + `}, {address: ` + good[1].Addr + `}, {address: ` + hung.lis.Addr().String() + `}]
+routes:
+  - name: gen
+    match: {prefix: /}
+    timeout: 1s
+    rules: [{pool: gpu}]
+`})
+	start := time.Now()
+	var ok, timedOut, other atomic.Int64
+	parallel(t, 60, 2, func(int) {
+		r, err := s.Do(http.MethodPost, "/gen", nil, tinyBody)
+		switch {
+		case err != nil:
+			other.Add(1)
+		case r.Status == http.StatusOK:
+			ok.Add(1)
+		case r.Status == http.StatusGatewayTimeout:
+			timedOut.Add(1)
+		default:
+			other.Add(1)
+		}
+	})
+	took := time.Since(start)
+	periods := int64(took/time.Second) + 1
+	if other.Load() != 0 {
+		t.Errorf("%d requests ended other than 200 or 504", other.Load())
+	}
+	if timedOut.Load() == 0 || timedOut.Load() > periods || hung.accepted.Load() > periods+1 {
+		t.Errorf("the hung runner took %d connections and %d requests timed out in %v: want at least one, at most one per 1 s timeout (%d)",
+			hung.accepted.Load(), timedOut.Load(), took.Round(time.Millisecond), periods)
+	}
+	if ok.Load()+timedOut.Load() != 60 {
+		t.Errorf("%d answered, %d timed out, of 60", ok.Load(), timedOut.Load())
+	}
+	s.Settle(0)
+	var list struct{ Runners []map[string]any }
+	s.Admin(http.MethodGet, "/v1/runners", "", &list)
+	for _, r := range list.Runners {
+		if r["in_flight"].(float64) != 0 {
+			t.Errorf("runner %v: %v in flight at the end", r["address"], r["in_flight"])
+		}
+	}
+	t.Logf("hung runner: %d of 60 requests timed out (504) in %v, %d answered by the others", timedOut.Load(), took.Round(time.Millisecond), ok.Load())
+}
