@@ -21,6 +21,9 @@
 // vegeta's attacker drives every setup at each rate and its latency metrics
 // and histograms measure them; setups are interleaved within each rate so
 // that the noise of a shared 2-core machine falls on all of them alike.
+// What a path costs the machine is measured too: the CPU time of its own
+// processes (from /proc, neither the load generator's nor the runner's) per
+// 1,000 requests; see cpu.go.
 //
 // The package owns only the benchmark: it starts and stops what it measures
 // and never touches the project's state or files.

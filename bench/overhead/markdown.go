@@ -60,6 +60,14 @@ func (r *Result) Markdown() string {
 		"the benchmark: read differences of about 0.1 ms at p50, or a few tenths of a ms at p99, as noise, and "+
 		"compare setups within one run only.\n\n",
 		r.CPUs, r.GoVersion, r.PythonVersion)
+	fmt.Fprintf(&b, "**CPU ms / 1k req** is what a path costs the machine: the CPU time (utime + stime from "+
+		"`/proc/<pid>/stat`) of the setup's own processes, read just before and just after each measured attack "+
+		"(not the warm-ups) and summed over the rounds, divided by the requests sent, per 1,000. The processes: the "+
+		"static Envoy; the switchyard stack process (which runs switchyard's server) and its Envoy child, shown "+
+		"apart; the Go router app; the Python router's process and any children. Neither the load generator nor "+
+		"the runner counts, so `direct` has none. The kernel counts in 10 ms ticks, so a cell with few requests "+
+		"(a smoke run, the 1 MB rows) is coarse; a process's background work (timers, stats) during the attack "+
+		"counts too.\n\n")
 
 	for _, payload := range []string{PayloadHeaders, Payload64KB, Payload1MB} {
 		var rows []SetupResult
@@ -72,17 +80,17 @@ func (r *Result) Markdown() string {
 			continue
 		}
 		fmt.Fprintf(&b, "### %s\n\n", payloadTitle[payload])
-		b.WriteString("| setup | req/s | p50 ms | p90 ms | p99 ms | max ms | success | added vs direct p50 / p99 | added vs Envoy alone p50 / p99 |\n")
-		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|\n")
+		b.WriteString("| setup | req/s | p50 ms | p90 ms | p99 ms | max ms | success | added vs direct p50 / p99 | added vs Envoy alone p50 / p99 | CPU ms / 1k req |\n")
+		b.WriteString("|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|\n")
 		for _, s := range rows {
 			for _, rr := range s.Rates {
 				if rr.Skipped != "" {
-					fmt.Fprintf(&b, "| %s | %d | — | — | — | — | — | %s | |\n", s.Path, rr.Rate, rr.Skipped)
+					fmt.Fprintf(&b, "| %s | %d | — | — | — | — | — | %s | | |\n", s.Path, rr.Rate, rr.Skipped)
 					continue
 				}
-				fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %s | %.1f | %s | %s | %s |\n", s.Path, rr.Rate,
+				fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %s | %.1f | %s | %s | %s | %s |\n", s.Path, rr.Rate,
 					rr.P50Ms, rr.P90Ms, bold(fmt.Sprintf("%.2f", rr.P99Ms), rr.Holds), rr.MaxMs,
-					successPct(rr.Success), addedCell(rr.AddedVsDirect), addedCell(rr.AddedVsEnvoy))
+					successPct(rr.Success), addedCell(rr.AddedVsDirect), addedCell(rr.AddedVsEnvoy), cpuCell(rr.CPU))
 			}
 		}
 		b.WriteString("\np99 in bold: the rate is held (p99 < 10 ms, ≥ 99.9 % success).\n\n")
@@ -140,6 +148,27 @@ func addedCell(a *Added) string {
 		return ""
 	}
 	return fmt.Sprintf("%+.2f / %+.2f", a.P50Ms, a.P99Ms)
+}
+
+// cpuCell is "41 (switchyard 12 + Envoy 29)", or the total alone for a
+// setup without parts; empty when not measured.
+func cpuCell(c *CPUCost) string {
+	if c == nil {
+		return ""
+	}
+	s := cpuMs(c.MsPer1000)
+	if c.SwitchyardMsPer1000 != nil && c.EnvoyMsPer1000 != nil {
+		s += fmt.Sprintf(" (switchyard %s + Envoy %s)", cpuMs(*c.SwitchyardMsPer1000), cpuMs(*c.EnvoyMsPer1000))
+	}
+	return s
+}
+
+// cpuMs prints a CPU figure in whole milliseconds, to a tenth under 10.
+func cpuMs(f float64) string {
+	if f < 10 {
+		return fmt.Sprintf("%.1f", f)
+	}
+	return fmt.Sprintf("%.0f", f)
 }
 
 func successPct(f float64) string {

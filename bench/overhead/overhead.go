@@ -136,12 +136,15 @@ type RateResult struct {
 	P99AllMs float64 `json:"p99_all_rounds_ms"`
 	// Added latency over the direct call and over Envoy alone with the same
 	// payload at the same rate (absent for the baselines themselves).
-	AddedVsDirect *Added            `json:"added_vs_direct,omitempty"`
-	AddedVsEnvoy  *Added            `json:"added_vs_envoy,omitempty"`
-	Holds         bool              `json:"holds_slo"`
-	Rounds        []RoundResult     `json:"rounds,omitempty"`
-	Histogram     []HistogramBucket `json:"histogram,omitempty"` // all requests
-	Errors        []string          `json:"errors,omitempty"`    // the first few distinct ones
+	AddedVsDirect *Added `json:"added_vs_direct,omitempty"`
+	AddedVsEnvoy  *Added `json:"added_vs_envoy,omitempty"`
+	// CPU is what the setup's own processes cost the machine (absent for
+	// direct, which has none of its own, and where there is no /proc).
+	CPU       *CPUCost          `json:"cpu,omitempty"`
+	Holds     bool              `json:"holds_slo"`
+	Rounds    []RoundResult     `json:"rounds,omitempty"`
+	Histogram []HistogramBucket `json:"histogram,omitempty"` // all requests
+	Errors    []string          `json:"errors,omitempty"`    // the first few distinct ones
 }
 
 // RoundResult is one round of a rate, as vegeta measured it.
@@ -187,6 +190,7 @@ type cell struct {
 	all     vegeta.Metrics   // every request of every round
 	hist    vegeta.Histogram // of all
 	rounds  []vegeta.Metrics // each round's, closed
+	cpu     []cpuTime        // each round's CPU time of the setup's processes; nil when not measured
 	skipped string
 }
 
@@ -283,7 +287,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					return nil, err
 				}
 				e.settle(ctx, s)
-				logf("  %5d req/s  round %d/%d  %-22s  %s", rate, round+1, cfg.rounds, s.name, summary(c.rounds[len(c.rounds)-1]))
+				logf("  %5d req/s  round %d/%d  %-22s  %s%s", rate, round+1, cfg.rounds, s.name, summary(c.rounds[len(c.rounds)-1]), c.lastCPU(s.path == PathSwitchyard))
 			}
 		}
 		for _, i := range active {
@@ -306,6 +310,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		sr := SetupResult{Name: s.name, Path: s.path, Payload: s.payload, BodyBytes: len(s.req.body), Description: s.desc}
 		for ri, rate := range cfg.rates {
 			rr := cells[i][ri].result(s.rate(rate))
+			rr.CPU = cells[i][ri].cpuCost(s.path == PathSwitchyard)
 			if rr.Holds {
 				sr.MaxRate = rr.Rate
 			}
@@ -330,8 +335,17 @@ func rotate(order []int, k int) []int {
 
 // attack drives s at rate for d with a fresh vegeta attacker over the
 // setup's client (so keep-alive connections carry over between attacks) and
-// adds the results to c (nil: a warm-up).
+// adds the results, and the CPU time the setup's processes used meanwhile,
+// to c (nil: a warm-up).
 func (s *setup) attack(ctx context.Context, rate int, d time.Duration, c *cell) error {
+	measureCPU := c != nil && s.procs != 0
+	var before cpuTime
+	if measureCPU {
+		var err error
+		if before, err = treeCPU(s.procs); err != nil {
+			return fmt.Errorf("overhead: %s: %w", s.name, err)
+		}
+	}
 	atk := vegeta.NewAttacker(vegeta.Client(s.client), vegeta.MaxBody(0))
 	stop := context.AfterFunc(ctx, func() { atk.Stop() })
 	defer stop()
@@ -347,6 +361,13 @@ func (s *setup) attack(ctx context.Context, rate int, d time.Duration, c *cell) 
 	if c != nil {
 		round.Close()
 		c.rounds = append(c.rounds, round)
+	}
+	if measureCPU {
+		after, err := treeCPU(s.procs)
+		if err != nil {
+			return fmt.Errorf("overhead: %s: %w", s.name, err)
+		}
+		c.cpu = append(c.cpu, after.sub(before))
 	}
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("overhead: %w", err)
@@ -387,6 +408,19 @@ func (c *cell) result(rate int) RateResult {
 		rr.Errors = m.Errors[:min(len(m.Errors), 5)]
 	}
 	return rr
+}
+
+// lastCPU describes the last round's CPU time for the log, split into
+// switchyard and Envoy when split.
+func (c *cell) lastCPU(split bool) string {
+	if len(c.cpu) == 0 {
+		return ""
+	}
+	t := c.cpu[len(c.cpu)-1]
+	if split {
+		return fmt.Sprintf("  cpu %v (switchyard %v + envoy %v)", t.total(), t.other, t.envoy)
+	}
+	return fmt.Sprintf("  cpu %v", t.total())
 }
 
 func p50(l vegeta.LatencyMetrics) time.Duration { return l.P50 }

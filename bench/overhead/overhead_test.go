@@ -3,6 +3,7 @@ package overhead
 import (
 	"context"
 	"encoding/json"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ func TestSmoke(t *testing.T) {
 	}
 	t.Logf("\n%s", log.String())
 
+	checkCPU(t, r)
 	if len(r.Setups) != len(plan) {
 		t.Fatalf("got %d setups, want %d", len(r.Setups), len(plan))
 	}
@@ -87,4 +89,61 @@ func TestSmoke(t *testing.T) {
 		}
 	}
 	t.Logf("\n%s", md)
+}
+
+// checkCPU checks the CPU figures of a smoke run: none for direct, one for
+// every other setup, and the Envoy and switchyard paths (and switchyard's
+// two parts) used some CPU over their payloads: a cell of 10 requests may
+// well fall within one 10 ms clock tick, a path's 210 may not.
+func checkCPU(t *testing.T, r *Result) {
+	t.Helper()
+	if !cpuMeasured {
+		return
+	}
+	type sum struct{ total, switchyard, envoy float64 }
+	byPath := map[string]*sum{}
+	for _, s := range r.Setups {
+		for _, rr := range s.Rates {
+			if rr.Skipped != "" {
+				continue
+			}
+			c := rr.CPU
+			if (c != nil) != (s.Path != PathDirect) {
+				t.Errorf("%s at %d req/s: CPU %+v, want one for every path but direct", s.Name, rr.Rate, c)
+				continue
+			}
+			if c == nil {
+				continue
+			}
+			if want := round3(c.Ms / float64(rr.Requests) * 1000); c.MsPer1000 != want || c.Ms < 0 {
+				t.Errorf("%s at %d req/s: %v ms per 1000 requests, want %v (%v ms over %d requests)", s.Name, rr.Rate, c.MsPer1000, want, c.Ms, rr.Requests)
+			}
+			split := c.SwitchyardMsPer1000 != nil && c.EnvoyMsPer1000 != nil
+			if split != (s.Path == PathSwitchyard) || (!split && (c.SwitchyardMsPer1000 != nil || c.EnvoyMsPer1000 != nil)) {
+				t.Errorf("%s at %d req/s: CPU parts switchyard %v, Envoy %v: want both for switchyard, neither elsewhere",
+					s.Name, rr.Rate, c.SwitchyardMsPer1000, c.EnvoyMsPer1000)
+			}
+			p := byPath[s.Path]
+			if p == nil {
+				p = &sum{}
+				byPath[s.Path] = p
+			}
+			p.total += c.Ms
+			if split {
+				if parts := *c.SwitchyardMsPer1000 + *c.EnvoyMsPer1000; math.Abs(parts-c.MsPer1000) > 0.01 {
+					t.Errorf("%s at %d req/s: CPU parts %v + %v do not add up to %v", s.Name, rr.Rate, *c.SwitchyardMsPer1000, *c.EnvoyMsPer1000, c.MsPer1000)
+				}
+				p.switchyard += *c.SwitchyardMsPer1000
+				p.envoy += *c.EnvoyMsPer1000
+			}
+		}
+	}
+	for _, path := range []string{PathEnvoy, PathSwitchyard} {
+		if p := byPath[path]; p == nil || p.total <= 0 {
+			t.Errorf("%s: no CPU time measured over its payloads", path)
+		}
+	}
+	if p := byPath[PathSwitchyard]; p != nil && (p.switchyard <= 0 || p.envoy <= 0) {
+		t.Errorf("switchyard: CPU over its payloads: switchyard %v, Envoy %v ms per 1000 requests; want both > 0", p.switchyard, p.envoy)
+	}
 }

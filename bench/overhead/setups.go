@@ -38,6 +38,9 @@ type setup struct {
 	idle                      time.Duration // a single request's latency on an idle machine
 	base                      string        // base URL of the first hop
 	client                    *http.Client
+	// procs is the process whose tree does the path's work, whose CPU time
+	// is measured; 0 for none (direct, or no /proc to read it from).
+	procs int
 }
 
 // Description of each path, for the JSON and the Markdown.
@@ -234,6 +237,17 @@ func (e *env) setups(timeout time.Duration) ([]*setup, error) {
 		PathGoRouter:     "http://" + e.goRouter.addr,
 		PathPythonRouter: e.py.url,
 	}
+	// The switchyard stack child runs switchyard's server in its own process
+	// and Envoy as its child; the other processes are each their path's own.
+	procs := map[string]int{
+		PathEnvoy:        e.envoy.proc.Pid(),
+		PathSwitchyard:   e.stack.proc.Pid(),
+		PathGoRouter:     e.goRouter.proc.Pid(),
+		PathPythonRouter: e.py.proc.Pid(),
+	}
+	if !cpuMeasured {
+		clear(procs)
+	}
 	var out []*setup
 	for _, p := range plan {
 		req, err := newRequest(p.payload)
@@ -243,6 +257,7 @@ func (e *env) setups(timeout time.Duration) ([]*setup, error) {
 		out = append(out, &setup{
 			name: p.path + "/" + p.payload, path: p.path, payload: p.payload, desc: pathDesc[p.path],
 			req: req, rateDiv: rateDiv[p.payload], base: base[p.path], client: newClient(timeout),
+			procs: procs[p.path],
 		})
 	}
 	return out, nil
