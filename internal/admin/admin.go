@@ -15,6 +15,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/pprof"
 	"strings"
 	"time"
 
@@ -95,6 +96,11 @@ func Handler(o Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, o.Costs())
 	}))
+	// Go's profiler, for what a decision costs under real load; a read
+	// token protects it when read tokens are configured.
+	mux.HandleFunc("GET /debug/pprof/", g.wrap(needRead, pprof.Index))
+	mux.HandleFunc("GET /debug/pprof/profile", g.wrap(needRead, pprof.Profile))
+	mux.HandleFunc("GET /debug/pprof/trace", g.wrap(needRead, pprof.Trace))
 	mux.HandleFunc("PUT /v1/pools/{pool}/runners/{address}", g.wrap(needWrite, func(w http.ResponseWriter, r *http.Request) {
 		ttl, err := readTTL(r)
 		if err != nil {

@@ -116,7 +116,7 @@ func TestAdminAuth(t *testing.T) {
 		t.Fatalf("drain with the write token: %d %s", status, body)
 	}
 	// Reads need a token of either list; health, readiness and metrics none.
-	for _, path := range []string{"/v1/runners", "/debug/config", "/debug/runners", "/debug/xds", "/debug/costs"} {
+	for _, path := range []string{"/v1/runners", "/debug/config", "/debug/runners", "/debug/xds", "/debug/costs", "/debug/pprof/"} {
 		if status, _, _ := authCall(t, srv, http.MethodGet, path, ""); status != http.StatusUnauthorized {
 			t.Errorf("GET %s without a token: %d, want 401", path, status)
 		}
