@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,4 +108,88 @@ routes:
 		}
 	}
 	t.Logf("hung runner: %d of 60 requests timed out (504) in %v, %d answered by the others", timedOut.Load(), took.Round(time.Millisecond), ok.Load())
+}
+
+// A registration storm — many clients registering and renewing a thousand
+// runners as fast as they can — reaches Envoy as at most one push per
+// MinPushInterval (50 ms), leaves switchyard's memory bounded, and does not
+// disturb the requests routed meanwhile.
+func TestRegistrationStorm(t *testing.T) {
+	rs := runnersNamed(t, simrunner.Options{}, "gpu-1")
+	s := NewStack(t, StackConfig{Body: poolsYAML(poolSpec{name: "gpu", runners: rs}) + `  - {name: storm}
+routes:
+  - name: gen
+    match: {prefix: /}
+    rules: [{pool: gpu}]
+`})
+	const clients, perClient, storm = 20, 50, 4 * time.Second
+	pushesBefore := s.Metric(`switchyard_xds_pushes_total{type="ClusterLoadAssignment"}`)
+	stop := make(chan struct{})
+	var calls, refused atomic.Int64
+	var wg sync.WaitGroup
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			hc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 1}}
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				addr := "127.0.0.1:" + strconv.Itoa(20000+c*perClient+i%perClient)
+				req, _ := http.NewRequest(http.MethodPut, s.AdminURL+"/v1/pools/storm/runners/"+addr, strings.NewReader(`{"ttl_seconds": 60}`))
+				resp, err := hc.Do(req)
+				if err != nil || resp.StatusCode != http.StatusOK {
+					refused.Add(1)
+				}
+				if resp != nil {
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	// Requests routed meanwhile.
+	var sent, failed atomic.Int64
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(20 * time.Millisecond):
+			}
+			r, err := s.Do(http.MethodPost, "/gen", nil, tinyBody)
+			sent.Add(1)
+			if err != nil || r.Status != http.StatusOK {
+				failed.Add(1)
+			}
+		}
+	}()
+	start := time.Now()
+	time.Sleep(storm)
+	close(stop)
+	wg.Wait()
+	took := time.Since(start)
+	pushes := s.Metric(`switchyard_xds_pushes_total{type="ClusterLoadAssignment"}`) - pushesBefore
+	rate := float64(calls.Load()) / took.Seconds()
+	t.Logf("registration storm: %d registrations and renewals in %v (%.0f/s), %d EDS pushes, %d requests routed meanwhile",
+		calls.Load(), took.Round(time.Millisecond), rate, int(pushes), sent.Load())
+	if refused.Load() != 0 || calls.Load() < 2000 {
+		t.Fatalf("%d of %d registrations refused: the storm did not happen as meant", refused.Load(), calls.Load())
+	}
+	if limit := took.Seconds()/0.05 + 5; pushes > limit {
+		t.Errorf("%d EDS pushes in %v: more than one per 50 ms (%v)", int(pushes), took, limit)
+	}
+	if failed.Load() != 0 || sent.Load() < 50 {
+		t.Errorf("%d of %d requests routed during the storm failed", failed.Load(), sent.Load())
+	}
+	Eventually(t, 10*time.Second, "Envoy has every storm runner", func() bool { return len(s.EnvoyHosts("pool_storm")) == clients*perClient })
+	if heap := s.Metric("go_memstats_heap_inuse_bytes"); heap > 256<<20 {
+		t.Errorf("switchyard's heap after the storm: %.0f MiB", heap/(1<<20))
+	}
 }

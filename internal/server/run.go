@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"time"
 
 	"google.golang.org/grpc"
 
@@ -83,6 +84,17 @@ func (s *Server) Run(ctx context.Context) error {
 	s.log.Info("switchyard serving", "grpc", grpcLis.Addr().String(), "admin", adminLis.Addr().String(), "config", s.o.ConfigPath)
 
 	var runErr error
+	// Runner changes are published at most every MinPushInterval: the
+	// first change after a quiet spell at once, a storm of registrations
+	// as one push per interval.
+	var lastPush time.Time
+	pending := time.NewTimer(0)
+	<-pending.C
+	armed := false
+	push := func() {
+		s.rebuild(ctx)
+		lastPush = time.Now()
+	}
 loop:
 	for {
 		select {
@@ -92,15 +104,29 @@ loop:
 			runErr = err
 			break loop
 		case <-reloaded:
-			s.rebuild(ctx)
+			push()
 		case <-s.runners.Changed():
-			s.rebuild(ctx)
+			if wait := MinPushInterval - time.Since(lastPush); wait > 0 {
+				if !armed {
+					pending.Reset(wait)
+					armed = true
+				}
+				continue
+			}
+			push()
+		case <-pending.C:
+			armed = false
+			push()
 		}
 	}
 	cancel()
 	shutdown(s.grpc, s.admin)
 	return runErr
 }
+
+// MinPushInterval is the shortest time between two pushes of Envoy's
+// resources for runner changes.
+const MinPushInterval = 50 * time.Millisecond
 
 // rebuild translates the current config and runners and publishes the
 // result; on error the last good snapshot stays.
