@@ -193,3 +193,77 @@ routes:
 		t.Errorf("switchyard's heap after the storm: %.0f MiB", heap/(1<<20))
 	}
 }
+
+// A runner of a pool of three crashes with requests in flight and more on
+// their way: the requests it had started get Envoy's 503 (an inference is
+// never run twice), every later request is answered by the others — those
+// sent to the dead runner's address are retried on the next runner of the
+// list — and no in-flight count is left behind.
+func TestRunnerKilledInPool(t *testing.T) {
+	o := simrunner.Options{InferTime: 2 * time.Second}
+	rs := []*TestRunner{StartRunner(t, "gpu-1", o), StartRunner(t, "gpu-2", o), StartRunner(t, "gpu-3", o)}
+	s := NewStack(t, StackConfig{Body: poolsYAML(poolSpec{name: "gpu", maxConcurrency: 4, runners: rs}) + `
+routes:
+  - name: gen
+    match: {prefix: /}
+    rules: [{pool: gpu}]
+`})
+	// Six long requests: two on each runner.
+	type outcome struct {
+		status int
+		runner string
+	}
+	started := make(chan outcome, 6)
+	for range 6 {
+		go func() {
+			r, err := s.Do(http.MethodPost, "/gen", nil, `{"width": 1024, "height": 1024}`)
+			if err != nil {
+				started <- outcome{status: -1}
+				return
+			}
+			started <- outcome{r.Status, r.Runner()}
+		}()
+	}
+	Eventually(t, 5*time.Second, "two requests on each runner", func() bool {
+		for _, r := range rs {
+			if r.Stats().InFlight != 2 {
+				return false
+			}
+		}
+		return true
+	})
+	rs[0].Stop() // gpu-1 crashes
+	// Short requests keep coming while its registration stands: all answered.
+	for i := range 20 {
+		r := s.MustDo(http.MethodPost, "/gen", nil, `{"width": 64, "height": 64}`)
+		if r.Status != http.StatusOK || r.Runner() == "gpu-1" {
+			t.Errorf("request %d after the crash: status %d from %q, want 200 from another runner", i, r.Status, r.Runner())
+		}
+	}
+	var crashed, answered int
+	for range 6 {
+		o := <-started
+		switch {
+		case o.status == http.StatusServiceUnavailable:
+			crashed++
+		case o.status == http.StatusOK && o.runner != "gpu-1":
+			answered++
+		default:
+			t.Errorf("a long request ended %d from %q", o.status, o.runner)
+		}
+	}
+	if crashed != 2 || answered != 4 {
+		t.Errorf("long requests: %d got 503, %d answered; want the crashed runner's 2 and the others' 4", crashed, answered)
+	}
+	if got := s.EnvoyStats()["cluster.pool_gpu.upstream_rq_retry"]; got == 0 {
+		t.Error("no request was retried off the dead runner: the test did not exercise the retry")
+	}
+	s.Settle(0)
+	var list struct{ Runners []map[string]any }
+	s.Admin(http.MethodGet, "/v1/runners", "", &list)
+	for _, r := range list.Runners {
+		if r["in_flight"].(float64) != 0 {
+			t.Errorf("runner %v: %v in flight at the end", r["address"], r["in_flight"])
+		}
+	}
+}
