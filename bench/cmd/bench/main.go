@@ -23,6 +23,7 @@ import (
 	"github.com/switchyard/switchyard/bench/controlplane"
 	"github.com/switchyard/switchyard/bench/overhead"
 	"github.com/switchyard/switchyard/bench/quality"
+	"github.com/switchyard/switchyard/bench/soak"
 	"github.com/switchyard/switchyard/envoy"
 )
 
@@ -82,7 +83,22 @@ var suites = []suite{
 		return r, r.Markdown(), nil
 	}, nil},
 	{"decision", "The decision path (Go benchmarks)", decisionBenchmarks, nil},
+	// Not in the default list: `make soak` (30 minutes).
+	{"soak", "Soak", func(ctx context.Context, smoke bool) (any, string, error) {
+		o := soak.Options{Duration: *soakDuration, Log: os.Stderr}
+		if smoke {
+			o.Duration, o.Rate, o.Samples = 10*time.Second, 100, 3
+		}
+		r, err := soak.Run(ctx, o)
+		if err != nil {
+			return nil, "", err
+		}
+		return r, r.Markdown(), nil
+	}, nil},
 }
+
+// soakDuration is the soak suite's request stream (-soak-duration).
+var soakDuration = flag.Duration("soak-duration", 30*time.Minute, "how long the soak suite runs its request stream")
 
 // qualitySuite is a routing-quality run of o (its policies at its loads),
 // then extra (when set), reported by render.
