@@ -58,9 +58,15 @@ func (g guard) wrap(n need, h http.HandlerFunc) http.HandlerFunc {
 			h(w, r)
 			return
 		}
+		if auth.ClientCertificates && r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			// A client certificate of server.admin_tls.client_ca_file,
+			// verified in the handshake: as good as a write token.
+			h(w, r)
+			return
+		}
 		token, ok := bearer(r)
 		if !ok {
-			g.deny(w, r, http.StatusUnauthorized, denyMissing, "a bearer token is required (Authorization: Bearer <token>; see server.admin_auth)")
+			g.deny(w, r, http.StatusUnauthorized, denyMissing, "a bearer token (Authorization: Bearer <token>) or a client certificate is required (see server.admin_auth)")
 			return
 		}
 		switch access := auth.Grants(token); {

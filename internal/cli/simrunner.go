@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -36,6 +38,9 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	register := fs.String("register", "", "switchyard admin URL to register with, e.g. http://127.0.0.1:18001")
 	pool := fs.String("pool", "", "pool to register in (with --register)")
 	ttl := fs.Duration("ttl", 10*time.Second, "registration TTL, renewed every ttl/3 (with --register)")
+	caFile := fs.String("tls-ca-file", "", "CA to check an https admin URL's certificate against (server.admin_tls) (with --register)")
+	certFile := fs.String("tls-cert-file", "", "client certificate to present to the admin API (admin_auth.client_certificates) (with --register)")
+	keyFile := fs.String("tls-key-file", "", "the client certificate's key (with --tls-cert-file)")
 	tokenFile := fs.String("token-file", "", "file holding the admin API's bearer token (server.admin_auth), re-read at every renewal (with --register)")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
@@ -73,6 +78,9 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 				problems = append(problems, err)
 			}
 		}
+		if (*certFile == "") != (*keyFile == "") {
+			problems = append(problems, errors.New("--tls-cert-file and --tls-key-file go together"))
+		}
 	} else if *pool != "" || *tokenFile != "" {
 		problems = append(problems, errors.New("--pool and --token-file need --register"))
 	}
@@ -95,11 +103,17 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "sim-runner listening on %s\n", srv.Addr)
 
 	if admin != nil {
+		client, err := adminClient(*ttl/3, *caFile, *certFile, *keyFile)
+		if err != nil {
+			stop()
+			<-srv.Done
+			return err
+		}
 		reg := &registration{
 			url:       admin.JoinPath("v1", "pools", *pool, "runners", srv.Addr.String()),
 			ttl:       *ttl,
 			tokenFile: *tokenFile,
-			client:    &http.Client{Timeout: *ttl / 3},
+			client:    client,
 			log:       slog.New(slog.NewTextHandler(stderr, nil)),
 		}
 		if err := reg.keep(ctx, srv.Done); err != nil {
@@ -133,6 +147,30 @@ type registration struct {
 	tokenFile string // the bearer token's file; "" sends none
 	client    *http.Client
 	log       *slog.Logger
+}
+
+// adminClient reaches the admin API: over HTTPS it trusts caFile (the
+// system's roots when empty) and presents certFile/keyFile when given.
+func adminClient(timeout time.Duration, caFile, certFile, keyFile string) (*http.Client, error) {
+	c := &tls.Config{MinVersion: tls.VersionTLS12}
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-ca-file: %w", err)
+		}
+		c.RootCAs = x509.NewCertPool()
+		if !c.RootCAs.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate", caFile)
+		}
+	}
+	if certFile != "" {
+		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
+		if err != nil {
+			return nil, fmt.Errorf("--tls-cert-file: %w", err)
+		}
+		c.Certificates = []tls.Certificate{pair}
+	}
+	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c}}, nil
 }
 
 // readToken reads a bearer token file: one line, surrounding space trimmed.

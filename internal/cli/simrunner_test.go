@@ -3,15 +3,20 @@ package cli
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/switchyard/switchyard/internal/testutil/certs"
 	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
@@ -219,5 +224,46 @@ func TestSimRunnerBadFlags(t *testing.T) {
 				t.Errorf("stdout %q, want nothing", stdout.String())
 			}
 		})
+	}
+}
+
+// Over HTTPS the sim-runner checks the admin's certificate against
+// --tls-ca-file and presents its client certificate and its token.
+func TestSimRunnerRegistersOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := certs.NewCA(t, dir, "ca")
+	server := ca.Issue(t, dir, "admin")
+	client := ca.Issue(t, dir, "runner")
+	token := filepath.Join(dir, "runner.token")
+	os.WriteFile(token, []byte("runner-token-0123456789"), 0o600)
+	seen := make(chan string, 10)
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		cn := ""
+		if r.TLS != nil && len(r.TLS.VerifiedChains) > 0 {
+			cn = r.TLS.VerifiedChains[0][0].Subject.CommonName
+		}
+		seen <- r.Method + " " + cn + " " + r.Header.Get("Authorization")
+		w.Write([]byte("{}"))
+	}))
+	pair, err := tls.LoadX509KeyPair(server.CertFile, server.KeyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pem, _ := os.ReadFile(ca.File)
+	pool.AppendCertsFromPEM(pem)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: tls.RequireAndVerifyClientCert, ClientCAs: pool}
+	srv.StartTLS()
+	defer srv.Close()
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	_, done := runSimRunner(t, ctx, "--listen", "127.0.0.1:0", "--register", srv.URL, "--pool", "a", "--ttl", "30s",
+		"--tls-ca-file", ca.File, "--tls-cert-file", client.CertFile, "--tls-key-file", client.KeyFile, "--token-file", token)
+	if got := simNext(t, seen); got != "PUT runner Bearer runner-token-0123456789" {
+		t.Errorf("the admin saw %q, want a PUT from the runner's certificate with its token", got)
+	}
+	cancel()
+	if err := simNext(t, done); err != nil {
+		t.Fatal(err)
 	}
 }

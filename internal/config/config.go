@@ -101,6 +101,18 @@ type Server struct {
 	// GRPCTLS, when set, puts the gRPC port (ADS, ext_proc, access log)
 	// under mutual TLS.
 	GRPCTLS *GRPCTLS `json:"grpc_tls,omitempty"`
+	// AdminTLS, when set, serves the admin API over HTTPS.
+	AdminTLS *AdminTLS `json:"admin_tls,omitempty"`
+}
+
+// AdminTLS is HTTPS on the admin port (server.admin_tls). With
+// ClientCAFile, a client certificate of that CA is verified when given;
+// with admin_auth.client_certificates it may change routing, as a write
+// token may.
+type AdminTLS struct {
+	CertFile     string `json:"cert_file"`
+	KeyFile      string `json:"key_file"`
+	ClientCAFile string `json:"client_ca_file,omitempty"`
 }
 
 // GRPCTLS is mutual TLS on the gRPC port (server.grpc_tls): switchyard
@@ -132,6 +144,9 @@ type EnvoyClientTLS struct {
 type AdminAuth struct {
 	TokenFiles     []string `json:"token_files"`
 	ReadTokenFiles []string `json:"read_token_files,omitempty"`
+	// ClientCertificates lets a verified client certificate of
+	// server.admin_tls.client_ca_file do what a write token does.
+	ClientCertificates bool `json:"client_certificates,omitempty"`
 	// The tokens themselves; never printed (debug/config shows the files).
 	write, read [][]byte
 }

@@ -53,6 +53,13 @@ type serverFile struct {
 	MaxBodyBytes *int           `yaml:"max_body_bytes"`
 	AdminAuth    *adminAuthFile `yaml:"admin_auth"`
 	GRPCTLS      *grpcTLSFile   `yaml:"grpc_tls"`
+	AdminTLS     *adminTLSFile  `yaml:"admin_tls"`
+}
+
+type adminTLSFile struct {
+	CertFile     string `yaml:"cert_file"`
+	KeyFile      string `yaml:"key_file"`
+	ClientCAFile string `yaml:"client_ca_file"`
 }
 
 type grpcTLSFile struct {
@@ -69,8 +76,9 @@ type envoyClientFile struct {
 }
 
 type adminAuthFile struct {
-	TokenFiles     []string `yaml:"token_files"`
-	ReadTokenFiles []string `yaml:"read_token_files"`
+	TokenFiles         []string `yaml:"token_files"`
+	ReadTokenFiles     []string `yaml:"read_token_files"`
+	ClientCertificates bool     `yaml:"client_certificates"`
 }
 
 type responsesFile struct {

@@ -32,6 +32,19 @@ func build(name string, f *file, ps *problems) *Config {
 	cfg.Listeners = buildListeners(name, f.Listeners, root.key("listeners"), ps)
 	cfg.Server = buildServer(f.Server, root.key("server"), ps)
 	cfg.Server.AdminAuth = buildAdminAuth(name, f.Server.AdminAuth, cfg.Server.Admin, root.key("server"), ps)
+	if t := f.Server.AdminTLS; t != nil {
+		tp := root.key("server").key("admin_tls")
+		cfg.Server.AdminTLS = &AdminTLS{
+			CertFile: checkFile(name, t.CertFile, tp.key("cert_file"), ps),
+			KeyFile:  checkFile(name, t.KeyFile, tp.key("key_file"), ps),
+		}
+		if t.ClientCAFile != "" {
+			cfg.Server.AdminTLS.ClientCAFile = checkFile(name, t.ClientCAFile, tp.key("client_ca_file"), ps)
+		}
+	}
+	if a := cfg.Server.AdminAuth; a != nil && a.ClientCertificates && (cfg.Server.AdminTLS == nil || cfg.Server.AdminTLS.ClientCAFile == "") {
+		ps.at(root.key("server").key("admin_auth").key("client_certificates"), "needs server.admin_tls with a client_ca_file")
+	}
 	if t := f.Server.GRPCTLS; t != nil {
 		tp := root.key("server").key("grpc_tls")
 		ep := tp.key("envoy")
@@ -171,9 +184,9 @@ func buildAdminAuth(file string, in *adminAuthFile, admin string, server fieldPa
 		}
 		return nil
 	}
-	a := &AdminAuth{}
-	if len(in.TokenFiles) == 0 {
-		ps.at(path.key("token_files"), "at least one token file is required")
+	a := &AdminAuth{ClientCertificates: in.ClientCertificates}
+	if len(in.TokenFiles) == 0 && !in.ClientCertificates {
+		ps.at(path.key("token_files"), "at least one token file is required (or client_certificates)")
 	}
 	read := func(files []string, key string) ([]string, [][]byte) {
 		var paths []string

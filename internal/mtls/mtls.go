@@ -1,7 +1,8 @@
-// Package mtls owns switchyard's side of mutual TLS on the gRPC port
-// (server.grpc_tls): the server's TLS configuration, which requires a
-// client certificate that chains to the configured CA, and re-reads the
-// certificate, key and CA files whenever they change on disk, so a rotated
+// Package mtls owns switchyard's side of TLS on its ports: on the gRPC port
+// (server.grpc_tls) mutual TLS that requires a client certificate of the
+// configured CA; on the admin port (server.admin_tls) HTTPS that verifies a
+// client certificate when one is given. Either way the certificate, key and
+// CA files are re-read whenever they change on disk, so a rotated
 // certificate is served from the next connection on without a restart.
 // Envoy's side (its client certificate, the CA it trusts) is in the
 // generated bootstrap (package envoy) and the ext_proc cluster (package
@@ -23,11 +24,11 @@ import (
 	"github.com/switchyard/switchyard/internal/config"
 )
 
-// Files serves a tls.Config for the gRPC port from files, re-read when any
-// of them changes (checked at each new connection; Envoy keeps its
-// connections, so that is rare).
+// Files serves a tls.Config from files, re-read when any of them changes
+// (checked at each new connection).
 type Files struct {
 	cert, key, ca string
+	auth          tls.ClientAuthType
 
 	mu      sync.Mutex
 	stamp   [3]time.Time
@@ -35,10 +36,25 @@ type Files struct {
 	lastErr error
 }
 
-// New reads the files once; a problem with them is an error here, and
-// later (a bad file written during a rotation) keeps the last good ones.
+// New is the gRPC port's mutual TLS: a client certificate of the CA is
+// required. It reads the files once; a problem with them is an error here,
+// and later (a bad file written during a rotation) keeps the last good ones.
 func New(t *config.GRPCTLS) (*Files, error) {
-	f := &Files{cert: t.CertFile, key: t.KeyFile, ca: t.ClientCAFile}
+	return load(&Files{cert: t.CertFile, key: t.KeyFile, ca: t.ClientCAFile, auth: tls.RequireAndVerifyClientCert})
+}
+
+// NewAdmin is the admin port's HTTPS: with a client CA, a client
+// certificate is verified when the client gives one (and then may stand
+// for a write token: server.admin_auth.client_certificates).
+func NewAdmin(t *config.AdminTLS) (*Files, error) {
+	f := &Files{cert: t.CertFile, key: t.KeyFile, ca: t.ClientCAFile, auth: tls.NoClientCert}
+	if f.ca != "" {
+		f.auth = tls.VerifyClientCertIfGiven
+	}
+	return load(f)
+}
+
+func load(f *Files) (*Files, error) {
 	if _, err := f.config(); err != nil {
 		return nil, err
 	}
@@ -67,6 +83,9 @@ func (f *Files) LastError() error {
 func (f *Files) config() (*tls.Config, error) {
 	var stamp [3]time.Time
 	for i, p := range []string{f.cert, f.key, f.ca} {
+		if p == "" {
+			continue
+		}
 		st, err := os.Stat(p)
 		if err != nil {
 			return f.keep(fmt.Errorf("mtls: %w", err))
@@ -85,21 +104,22 @@ func (f *Files) config() (*tls.Config, error) {
 	if err != nil {
 		return f.keep(fmt.Errorf("mtls: %s, %s: %w", f.cert, f.key, err))
 	}
-	pem, err := os.ReadFile(f.ca)
-	if err != nil {
-		return f.keep(fmt.Errorf("mtls: %w", err))
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return f.keep(fmt.Errorf("mtls: %s: no PEM certificate", f.ca))
-	}
 	c := &tls.Config{
 		MinVersion:   tls.VersionTLS12,
 		Certificates: []tls.Certificate{pair},
-		ClientAuth:   tls.RequireAndVerifyClientCert,
-		ClientCAs:    pool,
-		// gRPC runs over HTTP/2.
-		NextProtos: []string{"h2"},
+		ClientAuth:   f.auth,
+		// gRPC runs over HTTP/2; the admin API over either.
+		NextProtos: []string{"h2", "http/1.1"},
+	}
+	if f.ca != "" {
+		pem, err := os.ReadFile(f.ca)
+		if err != nil {
+			return f.keep(fmt.Errorf("mtls: %w", err))
+		}
+		c.ClientCAs = x509.NewCertPool()
+		if !c.ClientCAs.AppendCertsFromPEM(pem) {
+			return f.keep(fmt.Errorf("mtls: %s: no PEM certificate", f.ca))
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -12,6 +13,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/configwatch"
+	"github.com/switchyard/switchyard/internal/mtls"
 	"github.com/switchyard/switchyard/xds"
 	"github.com/switchyard/switchyard/xds/translate"
 )
@@ -29,6 +31,17 @@ func (s *Server) Run(ctx context.Context) error {
 	if err != nil {
 		grpcLis.Close()
 		return fmt.Errorf("admin listener: %w", err)
+	}
+	if t := cfg.Server.AdminTLS; t != nil {
+		// HTTPS; turning it on or off takes a restart, its files are
+		// re-read when they change.
+		files, err := mtls.NewAdmin(t)
+		if err != nil {
+			grpcLis.Close()
+			adminLis.Close()
+			return err
+		}
+		adminLis = tls.NewListener(adminLis, files.ServerConfig())
 	}
 
 	ctx, cancel := context.WithCancel(ctx)
