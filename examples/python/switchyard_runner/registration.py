@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 import urllib.error
 import urllib.request
@@ -23,9 +24,6 @@ from pathlib import Path
 from typing import Optional
 
 log = logging.getLogger("switchyard_runner.registration")
-
-_direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-
 
 class RegistrationError(Exception):
     """The admin API refused the registration (a 4xx): retrying will not help."""
@@ -42,6 +40,7 @@ class Registration:
         token: Optional[str] = None,
         token_file: Optional[str] = None,
         timeout: Optional[float] = None,
+        ssl_context: Optional[ssl.SSLContext] = None,
     ) -> None:
         if ttl <= 0:
             raise ValueError("ttl must be positive")
@@ -52,6 +51,12 @@ class Registration:
         self._token = token
         self._token_file = token_file
         self._timeout = timeout if timeout is not None else ttl / 3
+        # For an https admin URL (server.admin_tls): the CA to trust and, with
+        # admin_auth.client_certificates, the runner's client certificate
+        # (ssl.create_default_context(cafile=...).load_cert_chain(...)).
+        self._opener = urllib.request.build_opener(
+            urllib.request.ProxyHandler({}), urllib.request.HTTPSHandler(context=ssl_context)
+        )
         self._stop = threading.Event()
         self._thread: Optional[threading.Thread] = None
 
@@ -73,7 +78,7 @@ class Registration:
         if tok:
             req.add_header("Authorization", f"Bearer {tok}")
         try:
-            with _direct.open(req, timeout=self._timeout) as resp:
+            with self._opener.open(req, timeout=self._timeout) as resp:
                 resp.read()
         except urllib.error.HTTPError as e:
             body = e.read().decode(errors="replace").strip()

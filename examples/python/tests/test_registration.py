@@ -94,3 +94,29 @@ def test_arguments_are_checked(tmp_path):
     empty.write_text("\n")
     with pytest.raises(ValueError, match="empty"):
         Registration("http://x", pool="p", address="a:1", token_file=str(empty)).token()
+
+
+TESTDATA = __import__("pathlib").Path(__file__).parent / "testdata"  # a test CA, the admin's and a runner's certificates
+
+
+def test_registers_over_https_with_a_client_certificate():
+    import ssl
+
+    admin = FakeAdmin()
+    server_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server_ctx.load_cert_chain(TESTDATA / "admin.crt", TESTDATA / "admin.key")
+    server_ctx.load_verify_locations(TESTDATA / "ca.crt")
+    server_ctx.verify_mode = ssl.CERT_REQUIRED
+    admin.server.socket = server_ctx.wrap_socket(admin.server.socket, server_side=True)
+    url = admin.url.replace("http://", "https://")
+    try:
+        client_ctx = ssl.create_default_context(cafile=str(TESTDATA / "ca.crt"))
+        client_ctx.load_cert_chain(TESTDATA / "runner.crt", TESTDATA / "runner.key")
+        Registration(url, pool="a100", address="127.0.0.1:9001", token=TOKEN, ssl_context=client_ctx).register()
+        assert admin.calls[-1][:3] == ("PUT", "/v1/pools/a100/runners/127.0.0.1:9001", f"Bearer {TOKEN}")
+        # Without the client certificate the handshake is refused.
+        no_cert = ssl.create_default_context(cafile=str(TESTDATA / "ca.crt"))
+        with pytest.raises(Exception):
+            Registration(url, pool="a100", address="127.0.0.1:9001", token=TOKEN, ssl_context=no_cert, timeout=2).register()
+    finally:
+        admin.close()
