@@ -66,7 +66,7 @@ faults: envoy ## the long form of the fault tests: 20 SIGKILL restarts of switch
 # testdata/fuzz and then run with every `go test` as regression seeds.
 FUZZTIME ?= 10m
 FUZZ_TARGETS := ./internal/config:FuzzParse ./extproc:FuzzExchange ./internal/admin:FuzzAdminRequest \
-	./internal/affinity:FuzzParseHints ./internal/affinity:FuzzIndex ./internal/bodyfields:FuzzExtract
+	./internal/affinity:FuzzParseHints ./internal/affinity:FuzzIndex ./internal/bodyfields:FuzzExtract ./internal/accesslog:FuzzDecode
 fuzz: ## fuzz every target for FUZZTIME each (default 10m)
 	@set -e; for t in $(FUZZ_TARGETS); do pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "== $$fn ($$pkg) for $(FUZZTIME)"; \

@@ -19,15 +19,14 @@ import (
 	"errors"
 	"io"
 	"log/slog"
-	"net"
-	"strconv"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
-	datav3 "github.com/envoyproxy/go-control-plane/envoy/data/accesslog/v3"
 	alsv3 "github.com/envoyproxy/go-control-plane/envoy/service/accesslog/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/encoding/proto"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 
 	"github.com/switchyard/switchyard/internal/contract"
@@ -48,67 +47,82 @@ type Options struct {
 
 // Server receives Envoy's access-log streams.
 type Server struct {
-	alsv3.UnimplementedAccessLogServiceServer
 	o Options
 }
 
-// Register serves the access log service on g.
+// Register serves the access log service on g. g must be made with
+// ServerCodec among its options: the entries arrive as raw bytes.
 func Register(g *grpc.Server, o Options) *Server {
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry(), nil)
 	}
 	s := &Server{o: o}
-	alsv3.RegisterAccessLogServiceServer(g, s)
+	desc := alsv3.AccessLogService_ServiceDesc
+	desc.HandlerType = (*any)(nil)
+	desc.Streams = []grpc.StreamDesc{{
+		StreamName:    desc.Streams[0].StreamName,
+		ClientStreams: true,
+		Handler: func(_ any, stream grpc.ServerStream) error {
+			return s.stream(stream)
+		},
+	}}
+	g.RegisterService(&desc, s)
 	return s
 }
 
-// StreamAccessLogs reads one Envoy worker's stream of entries until it ends.
-func (s *Server) StreamAccessLogs(stream alsv3.AccessLogService_StreamAccessLogsServer) error {
+// rawMessage is a message's encoding, as ServerCodec hands it over.
+type rawMessage []byte
+
+// rawCodec passes a rawMessage's bytes through and leaves every other
+// message to protobuf's codec.
+type rawCodec struct{ encoding.CodecV2 }
+
+func (c rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	if r, ok := v.(*rawMessage); ok {
+		*r = data.Materialize()
+		return nil
+	}
+	return c.CodecV2.Unmarshal(data, v)
+}
+
+// ServerCodec is the gRPC server option the access log service needs: its
+// entries are decoded straight off the wire (see wire.go); every other
+// service's messages go through protobuf as usual.
+func ServerCodec() grpc.ServerOption {
+	return grpc.ForceServerCodecV2(rawCodec{encoding.GetCodecV2(proto.Name)})
+}
+
+// stream reads one Envoy worker's stream of entries until it ends.
+func (s *Server) stream(stream grpc.ServerStream) error {
 	for {
-		msg, err := stream.Recv()
-		if err != nil {
+		var msg rawMessage
+		if err := stream.RecvMsg(&msg); err != nil {
 			if errors.Is(err, io.EOF) || status.Code(err) == codes.Canceled || errors.Is(err, context.Canceled) {
 				return nil
 			}
 			return err
 		}
-		for _, e := range msg.GetHttpLogs().GetLogEntry() {
-			s.entry(e)
+		if err := decodeMessage(msg, s.entry); err != nil {
+			s.o.Log.Warn("access log: dropping a malformed message", "error", err)
+			return status.Error(codes.InvalidArgument, err.Error())
 		}
 	}
 }
 
-func (s *Server) entry(e *datav3.HTTPAccessLogEntry) {
-	c := e.GetCommonProperties()
-	if c.GetIntermediateLogEntry() {
+func (s *Server) entry(e entry) {
+	if e.intermediate {
 		// A periodic entry of a request still running: its end comes later.
 		return
 	}
-	own := c.GetMetadata().GetFilterMetadata()[contract.MetadataNamespace].GetFields()
-	r := policy.Response{
-		Runner:  address(c.GetUpstreamRemoteAddress()),
-		Status:  int(e.GetResponse().GetResponseCode().GetValue()),
-		Elapsed: c.GetTimeToFirstUpstreamRxByte().AsDuration(),
-	}
-	if v, ok := own[contract.MetaRunnerHints]; ok {
-		r.Hints, r.HintsReported = v.GetStringValue(), true
-	}
-	key := own[contract.MetaFlight].GetStringValue()
+	r := policy.Response{Runner: e.runner, Status: e.status, Elapsed: e.elapsed}
+	r.Hints, r.HintsReported = e.own[contract.MetaRunnerHints]
+	key := e.own[contract.MetaFlight]
 	if key != "" {
 		s.o.Metrics.entries.WithLabelValues("decided").Inc()
 	} else {
 		s.o.Metrics.entries.WithLabelValues("undecided").Inc()
 	}
 	s.o.Policy.Finish(key, r)
-}
-
-// address is a runner's address as the registry spells it: ip:port.
-func address(a *corev3.Address) string {
-	sa := a.GetSocketAddress()
-	if sa == nil || sa.GetAddress() == "" {
-		return ""
-	}
-	return net.JoinHostPort(sa.GetAddress(), strconv.FormatUint(uint64(sa.GetPortValue()), 10))
 }
 
 // Metrics count what the access log brings, and the flights waiting for it.

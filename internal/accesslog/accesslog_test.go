@@ -61,7 +61,7 @@ func TestEntriesFinishRequests(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := grpc.NewServer()
+	g := grpc.NewServer(accesslog.ServerCodec())
 	rec := make(recorder, 16)
 	reg := prometheus.NewRegistry()
 	m := accesslog.NewMetrics(reg, func() (int, uint64) { return 3, 1 })

@@ -97,6 +97,7 @@ func New(o Options) (*Server, error) {
 		grpc.MaxRecvMsgSize(2*cfg.Server.MaxBodyBytes + grpcHeadroom),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		accesslog.ServerCodec(),
 	}
 	if t := cfg.Server.GRPCTLS; t != nil {
 		// Only a client with a certificate of the configured CA may read
