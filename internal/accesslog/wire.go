@@ -21,6 +21,7 @@ import (
 // decoder to protobuf's own on generated and random entries.
 const (
 	fieldHTTPLogs = 2 // StreamAccessLogsMessage.http_logs
+	fieldTCPLogs  = 3 // StreamAccessLogsMessage.tcp_logs (its oneof twin)
 	fieldLogEntry = 1 // HTTPAccessLogEntries.log_entry
 
 	fieldCommon   = 1 // HTTPAccessLogEntry.common_properties
@@ -53,15 +54,33 @@ type entry struct {
 	// own holds switchyard's namespace of the request's metadata: its
 	// string values, and which keys were present.
 	own map[string]string
+
+	// The parts of elapsed and runner, kept across repeats of their
+	// messages, which protobuf merges field by field.
+	secs, nanos int64
+	host        string
+	port        uint64
 }
 
 // decodeMessage calls f with each HTTP entry of a StreamAccessLogsMessage.
+// http_logs and tcp_logs are a oneof: the last of them in the message is
+// the one that counts, and repeats of http_logs merge.
 func decodeMessage(b []byte, f func(entry)) error {
-	return fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
-		if num != fieldHTTPLogs || typ != protowire.BytesType {
-			return nil
+	var httpLogs [][]byte
+	err := fields(b, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		switch {
+		case num == fieldHTTPLogs && typ == protowire.BytesType:
+			httpLogs = append(httpLogs, v)
+		case num == fieldTCPLogs:
+			httpLogs = nil
 		}
-		return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, logs := range httpLogs {
+		err := fields(logs, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 			if num != fieldLogEntry || typ != protowire.BytesType {
 				return nil
 			}
@@ -72,7 +91,11 @@ func decodeMessage(b []byte, f func(entry)) error {
 			f(e)
 			return nil
 		})
-	})
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func decodeEntry(b []byte) (entry, error) {
@@ -99,6 +122,10 @@ func decodeEntry(b []byte) (entry, error) {
 		}
 		return nil
 	})
+	e.elapsed = time.Duration(e.secs)*time.Second + time.Duration(e.nanos)
+	if e.host != "" {
+		e.runner = net.JoinHostPort(e.host, strconv.FormatUint(e.port, 10))
+	}
 	return e, err
 }
 
@@ -108,40 +135,31 @@ func decodeCommon(b []byte, e *entry) error {
 		case num == fieldIntermediate && typ == protowire.VarintType:
 			e.intermediate = n != 0
 		case num == fieldFirstUpstreamRx && typ == protowire.BytesType:
-			var secs, nanos int64
-			err := fields(v, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
+			return fields(v, func(num protowire.Number, typ protowire.Type, _ []byte, n uint64) error {
 				if typ == protowire.VarintType {
 					switch num {
 					case 1:
-						secs = int64(n)
+						e.secs = int64(n)
 					case 2:
-						nanos = int64(int32(n))
+						e.nanos = int64(int32(n))
 					}
 				}
 				return nil
 			})
-			e.elapsed = time.Duration(secs)*time.Second + time.Duration(nanos)
-			return err
 		case num == fieldUpstreamRemote && typ == protowire.BytesType:
 			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {
 				if num != fieldSocketAddress || typ != protowire.BytesType {
 					return nil
 				}
-				var host string
-				var port uint64
-				err := fields(v, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
+				return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, n uint64) error {
 					switch {
 					case num == fieldSockAddr && typ == protowire.BytesType:
-						host = string(v)
+						e.host = string(v)
 					case num == fieldSockPort && typ == protowire.VarintType:
-						port = uint64(uint32(n))
+						e.port = uint64(uint32(n))
 					}
 					return nil
 				})
-				if host != "" {
-					e.runner = net.JoinHostPort(host, strconv.FormatUint(port, 10))
-				}
-				return err
 			})
 		case num == fieldMetadata && typ == protowire.BytesType:
 			return fields(v, func(num protowire.Number, typ protowire.Type, v []byte, _ uint64) error {

@@ -89,6 +89,7 @@ func expected(e *datav3.HTTPAccessLogEntry) entry {
 	return want
 }
 
+// sameEntry compares what switchyard uses of two entries.
 func sameEntry(a, b entry) bool {
 	if a.intermediate != b.intermediate || a.runner != b.runner || a.status != b.status || a.elapsed != b.elapsed || len(a.own) != len(b.own) {
 		return false
