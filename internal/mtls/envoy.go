@@ -3,6 +3,7 @@ package mtls
 import (
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/switchyard/switchyard/internal/config"
@@ -18,7 +19,8 @@ func EnvoyTransportSocket(e config.EnvoyClientTLS) *corev3.TransportSocket {
 	file := func(p string) *corev3.DataSource {
 		return &corev3.DataSource{Specifier: &corev3.DataSource_Filename{Filename: p}}
 	}
-	ctx, err := anypb.New(&tlsv3.UpstreamTlsContext{
+	ctx := &anypb.Any{}
+	err := anypb.MarshalFrom(ctx, &tlsv3.UpstreamTlsContext{
 		CommonTlsContext: &tlsv3.CommonTlsContext{
 			TlsCertificates: []*tlsv3.TlsCertificate{{CertificateChain: file(e.CertFile), PrivateKey: file(e.KeyFile)}},
 			ValidationContextType: &tlsv3.CommonTlsContext_ValidationContext{ValidationContext: &tlsv3.CertificateValidationContext{
@@ -27,7 +29,7 @@ func EnvoyTransportSocket(e config.EnvoyClientTLS) *corev3.TransportSocket {
 			// gRPC: HTTP/2 negotiated by ALPN.
 			AlpnProtocols: []string{"h2"},
 		},
-	})
+	}, proto.MarshalOptions{Deterministic: true})
 	if err != nil {
 		panic(err) // a well-formed message always marshals
 	}

@@ -83,9 +83,13 @@ func sortByName[T any](s []T, name func(T) string) {
 }
 
 // mustAny packs a config message; the types are all linked in, so it cannot fail.
+// mustAny packs m with a deterministic encoding: the same config gives the
+// same bytes (map fields, such as a Struct's, in key order), so a
+// resource's version changes only when its content does and Envoy is not
+// sent an unchanged listener again.
 func mustAny(m proto.Message) *anypb.Any {
-	a, err := anypb.New(m)
-	if err != nil {
+	a := &anypb.Any{}
+	if err := anypb.MarshalFrom(a, m, proto.MarshalOptions{Deterministic: true}); err != nil {
 		panic(err)
 	}
 	return a
