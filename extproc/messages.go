@@ -44,11 +44,6 @@ func headerValue(hm *corev3.HeaderMap, name string) (string, bool) {
 	return "", false
 }
 
-func hasHeader(hm *corev3.HeaderMap, name string) bool {
-	_, ok := headerValue(hm, name)
-	return ok
-}
-
 func value(h *corev3.HeaderValue) string {
 	if raw := h.GetRawValue(); len(raw) > 0 {
 		return string(raw)

@@ -99,14 +99,7 @@ routes:
 	if ok.Load()+timedOut.Load() != 60 {
 		t.Errorf("%d answered, %d timed out, of 60", ok.Load(), timedOut.Load())
 	}
-	s.Settle(0)
-	var list struct{ Runners []map[string]any }
-	s.Admin(http.MethodGet, "/v1/runners", "", &list)
-	for _, r := range list.Runners {
-		if r["in_flight"].(float64) != 0 {
-			t.Errorf("runner %v: %v in flight at the end", r["address"], r["in_flight"])
-		}
-	}
+	s.AssertNoneInFlight()
 	t.Logf("hung runner: %d of 60 requests timed out (504) in %v, %d answered by the others", timedOut.Load(), took.Round(time.Millisecond), ok.Load())
 }
 
@@ -266,12 +259,5 @@ routes:
 	if got := s.EnvoyStats()["cluster.pool_gpu.upstream_rq_retry"]; got == 0 {
 		t.Error("no request was retried off the dead runner: the test did not exercise the retry")
 	}
-	s.Settle(0)
-	var list struct{ Runners []map[string]any }
-	s.Admin(http.MethodGet, "/v1/runners", "", &list)
-	for _, r := range list.Runners {
-		if r["in_flight"].(float64) != 0 {
-			t.Errorf("runner %v: %v in flight at the end", r["address"], r["in_flight"])
-		}
-	}
+	s.AssertNoneInFlight()
 }

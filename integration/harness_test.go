@@ -293,6 +293,20 @@ func (s *Stack) Settle(outstanding int) {
 	})
 }
 
+// AssertNoneInFlight waits for every decided request's end report, then
+// fails the test for each runner that still counts a request in flight.
+func (s *Stack) AssertNoneInFlight() {
+	s.t.Helper()
+	s.Settle(0)
+	var list struct{ Runners []map[string]any }
+	s.Admin(http.MethodGet, "/v1/runners", "", &list)
+	for _, r := range list.Runners {
+		if r["in_flight"].(float64) != 0 {
+			s.t.Errorf("runner %v: %v in flight once every request ended", r["address"], r["in_flight"])
+		}
+	}
+}
+
 // Metric reads one sample of switchyard's /metrics, e.g.
 // `switchyard_config_reloads_total{result="error"}`; absent is 0.
 func (s *Stack) Metric(series string) float64 {

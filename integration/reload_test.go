@@ -117,14 +117,7 @@ func TestRestartUnderLoad(t *testing.T) {
 		t.Errorf("Envoy rejected the restarted switchyard's clusters %d times", got)
 	}
 	// The last switchyard counts nothing in flight once every end is reported.
-	s.Settle(0)
-	var list struct{ Runners []map[string]any }
-	s.Admin(http.MethodGet, "/v1/runners", "", &list)
-	for _, r := range list.Runners {
-		if r["in_flight"].(float64) != 0 {
-			t.Errorf("runner %v: %v in flight after the load stopped", r["address"], r["in_flight"])
-		}
-	}
+	s.AssertNoneInFlight()
 	t.Logf("%d SIGKILL restarts under load: %d requests sent, %d while switchyard was down, 0 failed", kills, sent.Load(), duringDown)
 }
 

@@ -118,16 +118,17 @@ func (s *Server) entry(e entry) {
 	r.Hints, r.HintsReported = e.own[contract.MetaRunnerHints]
 	key := e.own[contract.MetaFlight]
 	if key != "" {
-		s.o.Metrics.entries.WithLabelValues("decided").Inc()
+		s.o.Metrics.decided.Inc()
 	} else {
-		s.o.Metrics.entries.WithLabelValues("undecided").Inc()
+		s.o.Metrics.undecided.Inc()
 	}
 	s.o.Policy.Finish(key, r)
 }
 
 // Metrics count what the access log brings, and the flights waiting for it.
 type Metrics struct {
-	entries *prometheus.CounterVec
+	entries            *prometheus.CounterVec
+	decided, undecided prometheus.Counter
 }
 
 // NewMetrics registers the access log's metrics on reg. awaiting, when
@@ -139,8 +140,7 @@ func NewMetrics(reg prometheus.Registerer, awaiting func() (int, uint64)) *Metri
 		Help: "Finished requests Envoy reported through its access log, by whether switchyard decided them.",
 	}, []string{"request"})}
 	reg.MustRegister(m.entries)
-	m.entries.WithLabelValues("decided")
-	m.entries.WithLabelValues("undecided")
+	m.decided, m.undecided = m.entries.WithLabelValues("decided"), m.entries.WithLabelValues("undecided")
 	if awaiting != nil {
 		reg.MustRegister(
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{

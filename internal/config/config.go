@@ -268,6 +268,7 @@ type Route struct {
 	needsBody  bool
 	bodyFields [][]string
 	wholeBody  bool
+	bodyPath   BodyPath
 }
 
 type Match struct {
@@ -397,21 +398,9 @@ const (
 	BodyBuffered BodyPath = "whole body sent to switchyard"
 )
 
-// BodyPath says which path the route's body takes.
-func (r *Route) BodyPath() BodyPath {
-	switch {
-	case !r.needsBody:
-		return BodyNone
-	case r.wholeBody || len(r.bodyFields) == 0:
-		return BodyBuffered
-	}
-	for _, p := range r.bodyFields {
-		if slices.Contains(p, "") {
-			return BodyBuffered // Envoy's selectors cannot name an empty key
-		}
-	}
-	return BodyMetadata
-}
+// BodyPath says which path the route's body takes (worked out at load:
+// the request path asks it).
+func (r *Route) BodyPath() BodyPath { return r.bodyPath }
 
 // classifyBody works out, once at load, what of the body the route reads.
 func (r *Route) classifyBody() {
@@ -429,6 +418,18 @@ func (r *Route) classifyBody() {
 	sort.Slice(r.bodyFields, func(i, j int) bool {
 		return strings.Join(r.bodyFields[i], "\x00") < strings.Join(r.bodyFields[j], "\x00")
 	})
+	r.bodyPath = BodyMetadata
+	switch {
+	case !r.needsBody:
+		r.bodyPath = BodyNone
+	case r.wholeBody || len(r.bodyFields) == 0:
+		r.bodyPath = BodyBuffered
+	}
+	for _, p := range r.bodyFields {
+		if r.bodyPath == BodyMetadata && slices.Contains(p, "") {
+			r.bodyPath = BodyBuffered // Envoy's selectors cannot name an empty key
+		}
+	}
 }
 
 // RequestHeadersRead lists the request headers switchyard reads to decide

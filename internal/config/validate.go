@@ -52,10 +52,12 @@ func build(name string, f *file, ps *problems) *Config {
 			CertFile:     checkFile(name, t.CertFile, tp.key("cert_file"), ps),
 			KeyFile:      checkFile(name, t.KeyFile, tp.key("key_file"), ps),
 			ClientCAFile: checkFile(name, t.ClientCAFile, tp.key("client_ca_file"), ps),
+			// Envoy opens these; they are not checked here (Envoy may
+			// see another filesystem).
 			Envoy: EnvoyClientTLS{
-				CertFile: envoyPath(name, t.Envoy.CertFile, ep.key("cert_file"), ps),
-				KeyFile:  envoyPath(name, t.Envoy.KeyFile, ep.key("key_file"), ps),
-				CAFile:   envoyPath(name, t.Envoy.CAFile, ep.key("ca_file"), ps),
+				CertFile: resolvePath(name, t.Envoy.CertFile, ep.key("cert_file"), ps),
+				KeyFile:  resolvePath(name, t.Envoy.KeyFile, ep.key("key_file"), ps),
+				CAFile:   resolvePath(name, t.Envoy.CAFile, ep.key("ca_file"), ps),
 			},
 		}
 	}
@@ -115,12 +117,9 @@ func buildListeners(file string, in []listenerFile, path fieldPath, ps *problems
 
 // checkFile resolves a path relative to the config file and checks it can be read.
 func checkFile(configFile, p string, path fieldPath, ps *problems) string {
+	p = resolvePath(configFile, p, path, ps)
 	if p == "" {
-		ps.at(path, "a file is required")
 		return ""
-	}
-	if !filepath.IsAbs(p) {
-		p = filepath.Join(filepath.Dir(configFile), p)
 	}
 	if _, err := os.Stat(p); err != nil {
 		ps.at(path, "cannot read %s: %v", p, err)
@@ -128,9 +127,8 @@ func checkFile(configFile, p string, path fieldPath, ps *problems) string {
 	return p
 }
 
-// envoyPath resolves a path Envoy opens: required, relative to the config
-// file, not checked here (Envoy may see another filesystem).
-func envoyPath(configFile, p string, path fieldPath, ps *problems) string {
+// resolvePath makes a required path absolute, relative to the config file.
+func resolvePath(configFile, p string, path fieldPath, ps *problems) string {
 	if p == "" {
 		ps.at(path, "a file is required")
 		return ""

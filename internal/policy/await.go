@@ -110,9 +110,8 @@ func (e *Engine) Await(f *Flight, limit time.Duration) string {
 func (e *Engine) Finish(key string, r Response) {
 	if key != "" {
 		if f, ok := e.awaiting.take(key); ok {
-			r.Final = true
+			r.Final = true // Respond ends the flight
 			f.Respond(r)
-			f.End()
 			return
 		}
 	}
