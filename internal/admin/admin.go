@@ -16,6 +16,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/pprof"
+	"strconv"
 	"strings"
 	"time"
 
@@ -23,6 +24,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/registry"
 )
 
@@ -41,6 +43,9 @@ type Options struct {
 	Ready    func() bool                   // a snapshot has been published
 	XDS      func() any                    // xDS state for /debug/xds
 	Costs    func() any                    // learnt request costs for /debug/costs
+	// Decisions holds the last decision records, for /debug/decisions;
+	// none are listed when nil.
+	Decisions *decisions.Ring
 	Gatherer prometheus.Gatherer
 	Log      *slog.Logger
 	// Metrics counts refused requests; none counted when nil.
@@ -96,6 +101,14 @@ func Handler(o Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, o.Costs())
 	}))
+	mux.HandleFunc("GET /debug/decisions", g.wrap(needRead, func(w http.ResponseWriter, r *http.Request) {
+		f, err := decisionFilter(r)
+		if err != nil {
+			writeError(w, http.StatusBadRequest, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{"kept": o.Decisions.Len(), "decisions": o.Decisions.List(f)})
+	}))
 	// Go's profiler, for what a decision costs under real load; a read
 	// token protects it when read tokens are configured.
 	mux.HandleFunc("GET /debug/pprof/", g.wrap(needRead, pprof.Index))
@@ -124,6 +137,28 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, info)
 	}))
 	return mux
+}
+
+// decisionFilter reads /debug/decisions' query: route, pool, runner,
+// outcome and limit.
+func decisionFilter(r *http.Request) (decisions.Filter, error) {
+	q := r.URL.Query()
+	for k := range q {
+		switch k {
+		case "route", "pool", "runner", "outcome", "limit":
+		default:
+			return decisions.Filter{}, fmt.Errorf("unknown parameter %q: want route, pool, runner, outcome or limit", k)
+		}
+	}
+	f := decisions.Filter{Route: q.Get("route"), Pool: q.Get("pool"), Runner: q.Get("runner"), Outcome: q.Get("outcome")}
+	if l := q.Get("limit"); l != "" {
+		n, err := strconv.Atoi(l)
+		if err != nil || n < 1 {
+			return decisions.Filter{}, fmt.Errorf("limit %q is not a positive integer", l)
+		}
+		f.Limit = n
+	}
+	return f, nil
 }
 
 // runnerJSON is a runner as the API lists it.
