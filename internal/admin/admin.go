@@ -37,17 +37,17 @@ type Runners interface {
 
 // Options wire the handler to the rest of switchyard.
 type Options struct {
-	Runners  Runners
-	Hints    func(address string) []string // a runner's current hints
-	Config   func() *config.Config         // the config being served
-	Ready    func() bool                   // a snapshot has been published
-	XDS      func() any                    // xDS state for /debug/xds
-	Costs    func() any                    // learnt request costs for /debug/costs
+	Runners Runners
+	Hints   func(address string) []string // a runner's current hints
+	Config  func() *config.Config         // the config being served
+	Ready   func() bool                   // a snapshot has been published
+	XDS     func() any                    // xDS state for /debug/xds
+	Costs   func() any                    // learnt request costs for /debug/costs
 	// Decisions holds the last decision records, for /debug/decisions;
 	// none are listed when nil.
 	Decisions *decisions.Ring
-	Gatherer prometheus.Gatherer
-	Log      *slog.Logger
+	Gatherer  prometheus.Gatherer
+	Log       *slog.Logger
 	// Metrics counts refused requests; none counted when nil.
 	Metrics *Metrics
 }
