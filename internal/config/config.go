@@ -63,6 +63,7 @@ type Config struct {
 	Server    Server     `json:"server"`
 	Hints     Hints      `json:"hints"`
 	Responses Responses  `json:"responses"`
+	Observe   Observe    `json:"observe"`
 	Pools     []Pool     `json:"pools"`
 	Routes    []Route    `json:"routes"`
 	// Cluster, when set, shares runner state with the other replicas
@@ -77,7 +78,38 @@ type Config struct {
 type Responses struct {
 	DecisionHeaders bool `json:"decision_headers"` // x-switchyard-pool, -runner, -variant, -hint
 	RunnerHints     bool `json:"runner_hints"`     // pass the runners' hint header on to clients
+	// Explain lets a request ask for its decision record in the
+	// x-switchyard-explain response header (request header
+	// x-switchyard-explain: 1).
+	Explain bool `json:"explain"`
 }
+
+// Observe is what switchyard tells operators about its decisions.
+type Observe struct {
+	// Decisions is how many decision records are kept for GET
+	// /debug/decisions and the status page (0 keeps none).
+	Decisions int `json:"decisions"`
+	// AccessLog, when set, has Envoy write one JSON line per request with
+	// its decision record.
+	AccessLog *AccessLog `json:"access_log,omitempty"`
+}
+
+// AccessLog is Envoy's JSON access log of requests and their decisions.
+type AccessLog struct {
+	// Path is the file Envoy appends to, as Envoy sees it (/dev/stdout
+	// for its standard output).
+	Path string `json:"path"`
+}
+
+// DefaultDecisions is how many decision records are kept by default.
+const DefaultDecisions = 1000
+
+// MaxDecisions bounds observe.decisions.
+const MaxDecisions = 100_000
+
+// Records says decisions carry their full record in Envoy's metadata: the
+// access log or the explain header can show it.
+func (c *Config) Records() bool { return c.Observe.AccessLog != nil || c.Responses.Explain }
 
 type Listener struct {
 	Name    string `json:"name"`

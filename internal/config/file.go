@@ -15,6 +15,7 @@ type file struct {
 	Server    serverFile     `yaml:"server"`
 	Hints     hintsFile      `yaml:"hints"`
 	Responses responsesFile  `yaml:"responses"`
+	Observe   observeFile    `yaml:"observe"`
 	Pools     []poolFile     `yaml:"pools"`
 	Routes    []routeFile    `yaml:"routes"`
 	Cluster   *clusterFile   `yaml:"cluster"`
@@ -84,6 +85,16 @@ type adminAuthFile struct {
 type responsesFile struct {
 	DecisionHeaders *bool `yaml:"decision_headers"`
 	RunnerHints     bool  `yaml:"runner_hints"`
+	Explain         bool  `yaml:"explain"`
+}
+
+type observeFile struct {
+	Decisions *int           `yaml:"decisions"`
+	AccessLog *accessLogFile `yaml:"access_log"`
+}
+
+type accessLogFile struct {
+	Path string `yaml:"path"`
 }
 
 type hintsFile struct {

@@ -62,13 +62,30 @@ func build(name string, f *file, ps *problems) *Config {
 		}
 	}
 	cfg.Hints = buildHints(f.Hints, root.key("hints"), ps)
-	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints}
+	cfg.Responses = Responses{DecisionHeaders: f.Responses.DecisionHeaders == nil || *f.Responses.DecisionHeaders, RunnerHints: f.Responses.RunnerHints,
+		Explain: f.Responses.Explain}
+	cfg.Observe = buildObserve(name, f.Observe, root.key("observe"), ps)
 	cfg.Pools = buildPools(f.Pools, root.key("pools"), ps)
 	cfg.Routes = buildRoutes(f.Routes, cfg, root.key("routes"), ps)
 	if f.Cluster != nil {
 		cfg.Cluster = buildCluster(name, *f.Cluster, root.key("cluster"), ps)
 	}
 	return cfg
+}
+
+func buildObserve(file string, f observeFile, path fieldPath, ps *problems) Observe {
+	o := Observe{Decisions: DefaultDecisions}
+	if f.Decisions != nil {
+		o.Decisions = *f.Decisions
+		if o.Decisions < 0 || o.Decisions > MaxDecisions {
+			ps.at(path.key("decisions"), "decisions %d is out of range 0-%d", o.Decisions, MaxDecisions)
+		}
+	}
+	if a := f.AccessLog; a != nil {
+		// Envoy opens the file; it may see another filesystem.
+		o.AccessLog = &AccessLog{Path: resolvePath(file, a.Path, path.key("access_log").key("path"), ps)}
+	}
+	return o
 }
 
 func checkName(kind, n string, path fieldPath, seen map[string]bool, ps *problems) {

@@ -20,6 +20,7 @@ import (
 	"github.com/switchyard/switchyard/internal/cluster"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/configwatch"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/mtls"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
@@ -38,11 +39,13 @@ type Server struct {
 	}
 	runners *registry.Registry
 	engine  *policy.Engine
-	cluster *cluster.Cluster // nil for a single instance
-	pub     *xds.Publisher
-	grpc    *grpc.Server
-	admin   *http.Server
-	acks    *xds.Acks // set by Run, which registers ADS for its context
+	// decisions keeps the last decision records (observe.decisions).
+	decisions *decisions.Ring
+	cluster   *cluster.Cluster // nil for a single instance
+	pub       *xds.Publisher
+	grpc      *grpc.Server
+	admin     *http.Server
+	acks      *xds.Acks // set by Run, which registers ADS for its context
 }
 
 // New loads the config and builds the process's objects; nothing listens
@@ -73,6 +76,7 @@ func New(o Options) (*Server, error) {
 		}
 	}})
 	s.runners.ApplyConfig(cfg)
+	s.decisions = decisions.NewRing(cfg.Observe.Decisions)
 	registry.RegisterMetrics(reg, s.runners)
 	// Registrations go through the cluster when there is one, so that every
 	// replica has them.
@@ -130,10 +134,11 @@ func New(o Options) (*Server, error) {
 			XDS: func() any {
 				return map[string]any{"published": s.pub.Versions(), "acked": s.acks.Versions()}
 			},
-			Costs:    func() any { return s.engine.Costs().Snapshot() },
-			Gatherer: reg,
-			Log:      s.log,
-			Metrics:  admin.NewMetrics(reg),
+			Costs:     func() any { return s.engine.Costs().Snapshot() },
+			Decisions: s.decisions,
+			Gatherer:  reg,
+			Log:       s.log,
+			Metrics:   admin.NewMetrics(reg),
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
