@@ -8,6 +8,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
@@ -66,6 +67,8 @@ type Index struct {
 	dirty   []*runnerState // runners whose view must be republished
 	pending []pendingView  // view changes to publish at the end of a write
 	op      uint64         // stamps hint entries during one write
+	// evicted counts hints and runners forgotten to keep within the caps.
+	evictedHints, evictedRunners uint64
 }
 
 const numShards = 256 // a power of two
@@ -80,6 +83,9 @@ type pendingView struct {
 // by name. It is never modified once published.
 type view struct {
 	ents []viewEnt
+	// at is when the runner's hints were last reported or marked (Unix
+	// nanoseconds): a report repeating them refreshes it in place.
+	at atomic.Int64
 }
 
 type viewEnt struct {
@@ -194,8 +200,12 @@ func (x *Index) Report(addr, header string, present bool) {
 	}
 	if same {
 		// The common case, a runner repeating what it holds: nothing to
-		// publish, only the order (for MarkLoading's oldest) to keep.
+		// publish, only the order (for MarkLoading's oldest) and the
+		// report's time to keep.
 		copy(rs.hints, next)
+		if v := x.view(addr); v != nil {
+			v.at.Store(time.Now().UnixNano())
+		}
 		return
 	}
 	rs.hints = slices.Clone(next)
@@ -264,13 +274,26 @@ func (x *Index) Hints(addr string) []string {
 type IndexStats struct {
 	Runners int // runners with at least one hint
 	Hints   int // distinct hint values
+	// EvictedHints and EvictedRunners count what was forgotten to stay
+	// within MaxHints and MaxRunners, since the Index was made.
+	EvictedHints, EvictedRunners uint64
 }
 
 // Stats returns the current sizes, for metrics and tests.
 func (x *Index) Stats() IndexStats {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	return IndexStats{Runners: x.runners.Len(), Hints: x.hints.Len()}
+	return IndexStats{Runners: x.runners.Len(), Hints: x.hints.Len(), EvictedHints: x.evictedHints, EvictedRunners: x.evictedRunners}
+}
+
+// ReportedAt is when the runner at addr last reported its hints (or was
+// marked loading one); zero when none are known.
+func (x *Index) ReportedAt(addr string) time.Time {
+	v := x.view(addr)
+	if v == nil {
+		return time.Time{}
+	}
+	return time.Unix(0, v.at.Load())
 }
 
 // lookup returns whether the runner at addr has the hint and how many hints
@@ -304,7 +327,9 @@ func (x *Index) runner(addr string) *runnerState {
 		return rs
 	}
 	rs := &runnerState{addr: strings.Clone(addr)}
-	x.runners.Add(rs.addr, rs)
+	if x.runners.Add(rs.addr, rs) {
+		x.evictedRunners++
+	}
 	return rs
 }
 
@@ -315,7 +340,9 @@ func (x *Index) intern(name string) *hintEntry {
 		return e
 	}
 	e := &hintEntry{name: strings.Clone(name), hash: maphash.String(x.seed, name), holders: map[*runnerState]struct{}{}}
-	x.hints.Add(e.name, e)
+	if x.hints.Add(e.name, e) {
+		x.evictedHints++
+	}
 	return e
 }
 
@@ -358,6 +385,7 @@ func (x *Index) onRunnerEvict(addr string, rs *runnerState) {
 // runner left without hints is forgotten: for picking, a runner with no
 // hints and an unknown runner are the same.
 func (x *Index) flush() {
+	now := time.Now().UnixNano()
 	for _, rs := range x.dirty {
 		rs.dirty = false
 		if rs.gone {
@@ -368,6 +396,7 @@ func (x *Index) flush() {
 			continue
 		}
 		v := &view{ents: make([]viewEnt, len(rs.hints))}
+		v.at.Store(now)
 		for i, e := range rs.hints {
 			v.ents[i] = viewEnt{hash: e.hash, name: e.name}
 		}

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	gocmp "github.com/google/go-cmp/cmp"
 
@@ -135,7 +136,7 @@ func TestHintEviction(t *testing.T) {
 	if diff := gocmp.Diff([]string{"b"}, x.Hints("10.0.0.2:80")); diff != "" {
 		t.Errorf("hints of 10.0.0.2 (-want +got):\n%s", diff)
 	}
-	if got, want := x.Stats(), (affinity.IndexStats{Runners: 2, Hints: 2}); got != want {
+	if got, want := x.Stats(), (affinity.IndexStats{Runners: 2, Hints: 2, EvictedHints: 1}); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
 	affinity.CheckInvariants(t, x)
@@ -153,7 +154,7 @@ func TestRunnerEviction(t *testing.T) {
 	if !x.Has("10.0.0.1:80", "a") || !x.Has("10.0.0.3:80", "c") {
 		t.Error("recent runners lost")
 	}
-	if got, want := x.Stats(), (affinity.IndexStats{Runners: 2, Hints: 2}); got != want {
+	if got, want := x.Stats(), (affinity.IndexStats{Runners: 2, Hints: 2, EvictedRunners: 1}); got != want {
 		t.Errorf("stats %+v, want %+v", got, want)
 	}
 	affinity.CheckInvariants(t, x)
@@ -279,4 +280,26 @@ func FuzzIndex(f *testing.F) {
 			affinity.CheckInvariants(t, x)
 		}
 	})
+}
+
+func TestReportedAt(t *testing.T) {
+	x := affinity.NewIndex(affinity.IndexOptions{})
+	if !x.ReportedAt("10.0.0.1:80").IsZero() {
+		t.Error("an unknown runner has a report time")
+	}
+	before := time.Now()
+	x.Report("10.0.0.1:80", "a", true)
+	first := x.ReportedAt("10.0.0.1:80")
+	if first.Before(before) {
+		t.Errorf("report time %v before the report (%v)", first, before)
+	}
+	time.Sleep(2 * time.Millisecond)
+	x.Report("10.0.0.1:80", "a", true) // the same hints: refreshes the time
+	if again := x.ReportedAt("10.0.0.1:80"); !again.After(first) {
+		t.Errorf("a repeated report kept the time %v (first %v)", again, first)
+	}
+	x.Report("10.0.0.1:80", "", true)
+	if !x.ReportedAt("10.0.0.1:80").IsZero() {
+		t.Error("a runner that holds nothing keeps a report time")
+	}
 }

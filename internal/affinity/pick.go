@@ -76,6 +76,24 @@ type Pick struct {
 	// Queued says the primary holds the hint but is busy: the request waits
 	// for it because that is expected to be quicker than a model load.
 	Queued bool
+	// Reasons say why Runners[0] and Runners[1] (where present) ranked
+	// first and second, for the decision record.
+	Reasons [2]Reason
+}
+
+// Reason is what a pick knew of a ranked runner.
+type Reason struct {
+	InFlight int64
+	// Warm says the runner holds the hint (reported, marked loading, or,
+	// for soonest, a request for it is on the runner).
+	Warm bool
+	// Busy says its in-flight count was at the pool's max_concurrency.
+	Busy bool
+	// Wait is the work ahead of the request on the runner and Finish the
+	// expected time to the request's response (soonest only).
+	Wait, Finish time.Duration
+	// Evicts says a model load there would evict another model (soonest).
+	Evicts bool
 }
 
 // PickerOptions configure a Picker.
@@ -193,7 +211,7 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 	for i, r := range runners {
 		load := r.InFlight()
 		busy := load >= limit
-		c := cand{i: i, tie: splitmix(seed + uint64(i)*0x9e3779b97f4a7c15)}
+		c := cand{i: i, load: load, busy: busy, tie: splitmix(seed + uint64(i)*0x9e3779b97f4a7c15)}
 		switch {
 		case hint == "" && !busy:
 			c.tier, c.k1 = tierFree, load
@@ -201,6 +219,7 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 			c.tier, c.k1 = tierBusy, load
 		default:
 			has, n := p.idx.lookup(r.Address, key)
+			c.warm = has
 			switch {
 			case has && !busy:
 				holders++
@@ -244,10 +263,15 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 	for j := range out {
 		out[j] = runners[top.c[j].i]
 	}
+	pick := Pick{Runners: out, Outcome: outcome}
+	for j := range min(n, len(pick.Reasons)) {
+		c := &top.c[j]
+		pick.Reasons[j] = Reason{InFlight: c.load, Warm: c.warm, Busy: c.busy}
+	}
 	if p.mode == ModeLoadingMarks && (outcome == OutcomeMiss || outcome == OutcomeBusy) {
 		p.idx.MarkLoading(out[0].Address, hint)
 	}
-	return Pick{Runners: out, Outcome: outcome}
+	return pick
 }
 
 // soonest is ModeSoonest's pick for a hinted request: the runner expected
@@ -267,7 +291,9 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 	type scored struct {
 		i     int
 		t     time.Duration
+		wait  time.Duration
 		holds bool
+		full  bool
 		hints int
 		tie   uint64
 	}
@@ -315,12 +341,14 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 			holders++
 		}
 		s := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
-		s.t = rb.wait(now, int(limit))
+		s.wait = rb.wait(now, int(limit))
+		s.t = s.wait
 		if has {
 			s.t += c.Hit
 		} else {
 			s.t += c.Miss
 			if full {
+				s.full = true
 				s.t += evictLoads * c.Load()
 			}
 		}
@@ -348,6 +376,11 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 		out[j] = runners[top[j].i]
 	}
 	pick := Pick{Runners: out}
+	for j := range min(n, len(pick.Reasons)) {
+		s := &top[j]
+		load := out[j].InFlight()
+		pick.Reasons[j] = Reason{InFlight: load, Warm: s.holds, Busy: load >= limit, Wait: s.wait, Finish: s.t, Evicts: s.full}
+	}
 	switch {
 	case top[0].holds:
 		pick.Outcome = OutcomeHit
@@ -389,6 +422,8 @@ const (
 // cand is a runner's rank: compared by tier, then k1, k2, k3, then tie.
 type cand struct {
 	i          int
+	load       int64
+	warm, busy bool
 	tier       uint8
 	k1, k2, k3 int64
 	tie        uint64

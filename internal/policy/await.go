@@ -41,6 +41,7 @@ func newAwaiting(capacity int) *awaiting {
 	a.lru, _ = simplelru.NewLRU(capacity, func(_ string, w *awaited) {
 		if !w.taken {
 			a.expired.Add(1)
+			w.f.ended(nil)
 			w.f.End()
 		}
 	})

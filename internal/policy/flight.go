@@ -5,6 +5,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/affinity"
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/decisions"
 )
 
 // Flight is one dispatched request, from its decision to its end: what
@@ -22,6 +23,10 @@ type Flight struct {
 	// sent: only such requests measure the pool's costs, so that queueing
 	// does not leak into them.
 	primaryFree bool
+	// rec is the request's decision record, kept in ring, when one is
+	// kept: its end is filled in when the request ends.
+	rec  *decisions.Record
+	ring *decisions.Ring
 }
 
 // Response is what the policy learns from a response's headers.
@@ -73,6 +78,9 @@ func (f *Flight) Decision() Decision { return f.d }
 func (f *Flight) Respond(r Response) {
 	f.e.Observe(r)
 	f.observeCost(r)
+	if r.Final {
+		f.ended(&r)
+	}
 	// After the hint report: a pick between the two would otherwise see
 	// neither the request's model on its way nor the runner holding it.
 	if r.Final {

@@ -65,6 +65,20 @@ type Decision struct {
 	Cost affinity.Cost
 	// Policy is the hint policy that ranked Runners.
 	Policy config.HintPolicy
+
+	// Why it was decided so, for the decision record:
+	// Rule is the index of the matched rule and When its condition ("" for
+	// a rule without one).
+	Rule int
+	When string
+	// HintSource is where Hint came from: the request header's name, or
+	// "hint_from".
+	HintSource string
+	// Reasons say what the pick knew of Runners[0] and Runners[1].
+	Reasons [2]affinity.Reason
+	// HintAge is how long ago Runners[0] last reported its hints (or was
+	// marked loading one); zero when nothing was known of it.
+	HintAge time.Duration
 }
 
 // Engine makes decisions and learns from what follows them; it is safe
@@ -77,6 +91,7 @@ type Engine struct {
 	now      func() time.Time
 	reported func(addr, hints string)
 	awaiting *awaiting
+	metrics  *Metrics
 }
 
 // Options configure an Engine.
@@ -97,6 +112,8 @@ type Options struct {
 	// Reported, when set, is told every hints header a runner reported on
 	// a response this replica saw (the cluster shares it with the others).
 	Reported func(addr, hints string)
+	// Metrics, when set, measure the policy's predictions.
+	Metrics *Metrics
 }
 
 // New makes an Engine.
@@ -117,7 +134,7 @@ func New(o Options) *Engine {
 		}
 	}
 	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now, reported: o.Reported,
-		awaiting: newAwaiting(AwaitCapacity)}
+		awaiting: newAwaiting(AwaitCapacity), metrics: o.Metrics}
 }
 
 // Jobs is the work this replica has in flight, by runner address, as the
@@ -166,12 +183,16 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	}
 	act := activation(req)
 	d := Decision{Route: route.Name, Policy: cfg.Hints.Policy}
-	rule := route.Rules[len(route.Rules)-1]
-	for _, r := range route.Rules {
+	d.Rule = len(route.Rules) - 1
+	for i, r := range route.Rules {
 		if r.When == nil || evalBool(r.When, act) {
-			rule = r
+			d.Rule = i
 			break
 		}
+	}
+	rule := route.Rules[d.Rule]
+	if rule.When != nil {
+		d.When = rule.When.Source
 	}
 	pool := rule.Pool
 	if rule.Split != nil {
@@ -179,13 +200,18 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 		d.Variant = pool
 	}
 	d.Target = rule.Target(pool)
-	d.Hint = hint(cfg, route, req, act)
+	d.Hint, d.HintSource = hint(cfg, route, req, act)
 	picker := e.pickers[cfg.Hints.Policy]
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
 		d.Cost = e.costs.Get(pool)
 		pick := picker.PickCost(e.runners.Active(pool), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: d.Cost})
-		d.Runners, d.Outcome, d.Queued = pick.Runners, pick.Outcome, pick.Queued
+		d.Runners, d.Outcome, d.Queued, d.Reasons = pick.Runners, pick.Outcome, pick.Queued, pick.Reasons
+		if len(d.Runners) > 0 {
+			if at := e.hints.ReportedAt(d.Runners[0].Address); !at.IsZero() {
+				d.HintAge = max(e.now().Sub(at), 0)
+			}
+		}
 	}
 	if d.Hint == "" {
 		d.Outcome = affinity.OutcomeNone

@@ -70,23 +70,27 @@ func evalKey(e *config.Expr, act map[string]any) (string, bool) {
 }
 
 // hint is the first configured hint header present, else the route's
-// hint_from. Invalid values are ignored.
-func hint(cfg *config.Config, route *config.Route, req Request, act map[string]any) string {
+// hint_from, and where it came from. Invalid values are ignored.
+func hint(cfg *config.Config, route *config.Route, req Request, act map[string]any) (value, source string) {
 	for _, name := range cfg.Hints.RequestHeaders {
 		if v, ok := req.Headers[name]; ok {
 			if affinity.ValidHint(v) {
-				return v
+				return v, name
 			}
-			return ""
+			return "", ""
 		}
 	}
 	if route.HintFrom != nil {
 		if v, ok := evalString(route.HintFrom, act); ok && affinity.ValidHint(v) {
-			return v
+			return v, HintFromSource
 		}
 	}
-	return ""
+	return "", ""
 }
+
+// HintFromSource is a decision's HintSource when the route's hint_from
+// gave the hint.
+const HintFromSource = "hint_from"
 
 // variant picks a split's pool: by weighted rendezvous hashing of the
 // sticky key when there is one (a key keeps its variant while the weights
