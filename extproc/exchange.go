@@ -13,6 +13,7 @@ import (
 
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
 )
 
@@ -25,9 +26,20 @@ type exchange struct {
 	// awaits is the key the decided request's flight awaits its end
 	// report under, once the decision is made; the exchange is over then.
 	awaits string
+	// start is when the message being handled arrived; spent is the time
+	// the exchange's earlier messages took (the headers, on the buffered
+	// path): the decision record's time spent deciding.
+	start time.Time
+	spent time.Duration
+	// explain says the client asked for the decision record and the
+	// config allows it.
+	explain bool
+	// bodyPath is how the body's fields were read, for the record.
+	bodyPath string
 }
 
 func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
+	x.start = time.Now()
 	switch r := req.GetRequest().(type) {
 	case *extprocv3.ProcessingRequest_RequestHeaders:
 		return x.requestHeaders(req, r.RequestHeaders)
@@ -67,6 +79,8 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	x.req.Method = x.req.Headers[":method"]
 	// Rules see the path without its query string, as routes match it.
 	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
+	x.explain = x.cfg.Responses.Explain && x.req.Headers[contract.HeaderExplain] != ""
+	x.bodyPath = bodyNone
 	needsBody := route.NeedsBody()
 	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && needsBody && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
 		x.s.o.Metrics.rejected.Inc()
@@ -79,7 +93,8 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		// read the body here, as the buffered path does.
 		if body, ok := bodyFromMetadata(req.GetMetadataContext(), route.BodyFields()); ok {
 			x.req.Body = body
-			x.s.o.Metrics.bodyPath.WithLabelValues("fields").Inc()
+			x.bodyPath = bodyFields
+			x.s.o.Metrics.bodyPath.WithLabelValues(bodyFields).Inc()
 			return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
 				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
 			})
@@ -87,7 +102,10 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	}
 	if needsBody && !h.GetEndOfStream() {
 		// Ask for the whole body; the decision is made when it arrives.
-		x.s.o.Metrics.bodyPath.WithLabelValues("whole").Inc()
+		x.bodyPath = bodyWhole
+		x.s.o.Metrics.bodyPath.WithLabelValues(bodyWhole).Inc()
+		x.spent = time.Since(x.start)
+		x.s.o.Metrics.phase(phaseHeaders, x.spent)
 		return &extprocv3.ProcessingResponse{
 			Response:     &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{}},
 			ModeOverride: &filterv3.ProcessingMode{RequestBodyMode: filterv3.ProcessingMode_BUFFERED},
@@ -102,6 +120,13 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 }
 
 var errNoBody = errors.New("request has no body")
+
+// How a request's body fields reached switchyard (the record's body).
+const (
+	bodyNone   = "none"
+	bodyFields = "fields"
+	bodyWhole  = "whole"
+)
 
 // AwaitGrace is how long past its route's timeout a decided request waits
 // for the access-log report of its end before it is taken as ended: the
@@ -127,18 +152,25 @@ func (x *exchange) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 // decide runs the policy and turns the decision into the routing header,
 // a route cache refresh and the runner list for override_host.
 func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.ProcessingResponse) *extprocv3.ProcessingResponse {
+	m := x.s.o.Metrics
+	policyStart := time.Now()
 	d, err := x.s.o.Policy.Decide(x.cfg, x.route, x.req)
 	if err != nil {
-		x.s.o.Metrics.rejected.Inc()
+		m.rejected.Inc()
 		return immediate(http.StatusBadRequest, "invalid_body", err.Error()+": this route reads fields of a JSON object body")
 	}
-	x.s.o.Metrics.decisions.WithLabelValues(string(d.Outcome)).Inc()
-	if d.Queued {
-		x.s.o.Metrics.queued.Inc()
-	}
+	m.decided(d)
 	// From here the request counts on its runner until Envoy's access log
 	// reports its end (or the wait for it runs out).
-	x.awaits = x.s.o.Policy.Await(x.s.o.Policy.Dispatch(x.cfg, d), x.route.Timeout.Std()+AwaitGrace)
+	f := x.s.o.Policy.Dispatch(x.cfg, d)
+	var rec *decisions.Record
+	if x.s.o.Decisions.Len() > 0 || x.explain || x.cfg.Observe.AccessLog != nil {
+		rec = d.Record(policyStart)
+		rec.Body = x.bodyPath
+		f.Keep(x.s.o.Decisions, rec)
+	}
+	x.awaits = x.s.o.Policy.Await(f, x.route.Timeout.Std()+AwaitGrace)
+	m.phase(phasePolicy, time.Since(policyStart))
 	resp := wrap(&extprocv3.CommonResponse{
 		HeaderMutation: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{
 			setHeader(contract.HeaderPool, d.Target.Name()),
@@ -146,10 +178,42 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 		ClearRouteCache: true,
 	})
 	list := endpointList(d)
-	resp.DynamicMetadata = decisionMetadata(d, x.awaits, list)
+	took := time.Since(x.start)
+	if rec != nil {
+		rec.Decide = decisions.Millis(x.spent + took)
+		// The record is complete but for its end: kept from here on,
+		// and what Envoy logs or tells the client.
+		x.s.o.Decisions.Add(rec)
+	}
+	resp.DynamicMetadata = decisionMetadata(d, x.awaits, list, x.recordFor(rec))
+	m.phase(x.phaseName(), time.Since(x.start))
 	x.s.o.Log.Debug("decision", "route", d.Route, "target", d.Target.Name(), "variant", d.Variant,
 		"hint", d.Hint, "outcome", d.Outcome, "runners", list)
 	return resp
+}
+
+// recordFor is what of rec Envoy is handed: the record for its access log
+// and, when the client asked, the explain header.
+func (x *exchange) recordFor(rec *decisions.Record) recordOut {
+	if rec == nil {
+		return recordOut{}
+	}
+	var out recordOut
+	if x.explain {
+		out.explain = decisions.Header(rec)
+	}
+	if x.cfg.Observe.AccessLog != nil {
+		out.log = rec
+	}
+	return out
+}
+
+// phaseName is the phase the decision was made in.
+func (x *exchange) phaseName() string {
+	if x.bodyPath == bodyWhole {
+		return phaseBody
+	}
+	return phaseHeaders
 }
 
 // endpointList is the runner list for override_host. Envoy reads it with

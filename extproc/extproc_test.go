@@ -18,6 +18,7 @@ import (
 	"github.com/switchyard/switchyard/extproc"
 	"github.com/switchyard/switchyard/internal/affinity"
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
 )
@@ -79,6 +80,7 @@ type fixture struct {
 	runners *registry.Registry
 	hints   *affinity.Index
 	cfg     *config.Config
+	ring    *decisions.Ring
 }
 
 func newFixture(t testing.TB, yaml string) *fixture {
@@ -95,13 +97,15 @@ func newFixture(t testing.TB, yaml string) *fixture {
 		config.HintLoadingMarks: picker, config.HintFal: picker,
 		config.HintSoonest: affinity.NewPicker(affinity.PickerOptions{Index: hints, Mode: affinity.ModeSoonest}),
 	}})
+	ring := decisions.NewRing(cfg.Observe.Decisions)
 	srv := extproc.New(extproc.Options{
-		Config:  func() *config.Config { return cfg },
-		Policy:  engine,
-		Log:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Metrics: extproc.NewMetrics(prometheus.NewRegistry()),
+		Config:    func() *config.Config { return cfg },
+		Policy:    engine,
+		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Metrics:   extproc.NewMetrics(prometheus.NewRegistry()),
+		Decisions: ring,
 	})
-	return &fixture{srv: srv, engine: engine, runners: runners, hints: hints, cfg: cfg}
+	return &fixture{srv: srv, engine: engine, runners: runners, hints: hints, cfg: cfg, ring: ring}
 }
 
 // open starts one request's stream on the server.

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/switchyard/switchyard/internal/contract"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
 )
 
@@ -63,13 +64,21 @@ func setHeader(k, v string) *corev3.HeaderValueOption {
 // namespace and key; and, in switchyard's namespace, the key the request's
 // flight awaits its end report under and what the response headers tell
 // the client.
-func decisionMetadata(d policy.Decision, awaits, list string) *structpb.Struct {
+func decisionMetadata(d policy.Decision, awaits, list string, rec recordOut) *structpb.Struct {
 	own := map[string]*structpb.Value{
 		contract.MetaFlight:  structpb.NewStringValue(awaits),
 		contract.MetaOutcome: structpb.NewStringValue(string(d.Outcome)),
 	}
 	if d.Variant != "" {
 		own[contract.MetaVariant] = structpb.NewStringValue(d.Variant)
+	}
+	if rec.explain != "" {
+		own[contract.MetaExplain] = structpb.NewStringValue(rec.explain)
+	}
+	if rec.log != nil {
+		if v, err := recordValue(rec.log); err == nil {
+			own[contract.MetaDecision] = v
+		}
 	}
 	md := &structpb.Struct{Fields: map[string]*structpb.Value{
 		contract.MetadataNamespace: structpb.NewStructValue(&structpb.Struct{Fields: own}),
@@ -80,6 +89,32 @@ func decisionMetadata(d policy.Decision, awaits, list string) *structpb.Struct {
 		}})
 	}
 	return md
+}
+
+// recordOut is what of a decision record goes to Envoy: the explain
+// header's value, and the record for the access log.
+type recordOut struct {
+	explain string
+	log     *decisions.Record
+}
+
+// recordValue is r as a metadata value, which Envoy's JSON access log
+// writes as a nested object.
+func recordValue(r *decisions.Record) (*structpb.Value, error) {
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	delete(m, "end") // Envoy's own fields of the line say how it ended
+	s, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, err
+	}
+	return structpb.NewStructValue(s), nil
 }
 
 // immediate answers the client directly with a JSON error.

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/switchyard/switchyard/internal/config"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
 )
 
@@ -46,6 +47,8 @@ type Options struct {
 	Policy  Policy
 	Log     *slog.Logger
 	Metrics *Metrics
+	// Decisions keeps the last decision records; none are kept when nil.
+	Decisions *decisions.Ring
 }
 
 // Server answers Envoy's ext_proc streams: one stream per HTTP request.

@@ -6,6 +6,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/switchyard/switchyard/internal/contract"
 )
 
 // Defaults applied when the file leaves a field out.
@@ -473,6 +475,9 @@ func (c *Config) RequestHeadersRead(listener string) (names []string, ok bool) {
 	set := map[string]bool{":method": true, ":path": true, "content-length": true}
 	for _, h := range c.Hints.RequestHeaders {
 		set[strings.ToLower(h)] = true
+	}
+	if c.Responses.Explain {
+		set[contract.HeaderExplain] = true
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -28,6 +28,10 @@ const (
 	HeaderRunner  = "x-switchyard-runner"
 	HeaderVariant = "x-switchyard-variant"
 	HeaderHint    = "x-switchyard-hint"
+	// HeaderExplain asks for (on a request: any non-empty value) and
+	// carries (on the response) the request's decision record, when the
+	// config allows it (responses.explain).
+	HeaderExplain = "x-switchyard-explain"
 )
 
 // The runner list for Envoy's override_host load balancer: an ordered
@@ -63,6 +67,10 @@ const (
 	MetaOutcome       = "hint"
 	MetaVariant       = "variant"
 	MetaRunnerHints   = "runner_hints"
+	// MetaExplain holds the decision record for the explain header, when
+	// the client asked for it; MetaDecision the record for the access log.
+	MetaExplain  = "explain"
+	MetaDecision = "decision"
 )
 
 // The body fields Envoy's json_to_metadata filter extracts for a route

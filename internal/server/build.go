@@ -70,7 +70,7 @@ func New(o Options) (*Server, error) {
 	// address starts with no known hints and no work, whatever an earlier
 	// one held.
 	s.runners = registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) { s.engine.Forget(addr) }})
-	s.engine = policy.New(policy.Options{Runners: s.runners, Reported: func(addr, hints string) {
+	s.engine = policy.New(policy.Options{Runners: s.runners, Metrics: policy.NewMetrics(reg), Reported: func(addr, hints string) {
 		if s.cluster != nil {
 			s.cluster.Reported(addr, hints)
 		}
@@ -115,10 +115,11 @@ func New(o Options) (*Server, error) {
 	}
 	s.grpc = grpc.NewServer(opts...)
 	extproc.Register(s.grpc, extproc.Options{
-		Config:  s.current.Load,
-		Policy:  s.engine,
-		Log:     s.log,
-		Metrics: extproc.NewMetrics(reg),
+		Config:    s.current.Load,
+		Policy:    s.engine,
+		Log:       s.log,
+		Metrics:   extproc.NewMetrics(reg),
+		Decisions: s.decisions,
 	})
 	accesslog.Register(s.grpc, accesslog.Options{
 		Policy:  s.engine,

@@ -3,6 +3,7 @@ package translate
 import (
 	"net/netip"
 	"strconv"
+	"strings"
 	"time"
 
 	xdscorev3 "github.com/cncf/xds/go/xds/core/v3"
@@ -86,11 +87,11 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		// stalls mid-body is cut off instead of holding a buffer.
 		RequestTimeout:   durationpb.New(RequestUploadTimeout),
 		MergeSlashes:     true,
-		AccessLog:        []*accesslogv3.AccessLog{accessLog()},
+		AccessLog:        accessLogs(cfg),
 		LocalReplyConfig: bodyTooLarge(cfg.Server.MaxBodyBytes),
 		EarlyHeaderMutationExtensions: []*corev3.TypedExtensionConfig{{
 			Name:        "switchyard.strip_internal_headers",
-			TypedConfig: mustAny(stripInternalHeaders()),
+			TypedConfig: mustAny(stripInternalHeaders(cfg)),
 		}},
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: decodedMarkFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(decodedMark())}},
@@ -148,13 +149,19 @@ func bodyTooLarge(maxBody int) *hcmv3.LocalReplyConfig {
 
 // stripInternalHeaders removes client copies of switchyard's internal
 // headers before route matching and before any HTTP filter runs, so they are
-// gone even when ext_proc is down and the request fails open.
-func stripInternalHeaders() *earlymutationv3.HeaderMutation {
+// gone even when ext_proc is down and the request fails open. With
+// responses.explain, a client's x-switchyard-explain stays: it asks for the
+// decision record (the route removes it before the runner).
+func stripInternalHeaders(cfg *config.Config) *earlymutationv3.HeaderMutation {
 	m := &earlymutationv3.HeaderMutation{}
 	for _, prefix := range contract.ReservedHeaderPrefixes {
+		keep := ""
+		if cfg.Responses.Explain && strings.HasPrefix(contract.HeaderExplain, prefix) {
+			keep = strings.TrimPrefix(contract.HeaderExplain, prefix)
+		}
 		m.Mutations = append(m.Mutations, &mutationv3.HeaderMutation{
 			Action: &mutationv3.HeaderMutation_RemoveOnMatch_{RemoveOnMatch: &mutationv3.HeaderMutation_RemoveOnMatch{
-				KeyMatcher: &matcherv3.StringMatcher{MatchPattern: &matcherv3.StringMatcher_Prefix{Prefix: prefix}},
+				KeyMatcher: reservedMatcher(prefix, keep),
 			}},
 		})
 	}

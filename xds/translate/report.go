@@ -31,6 +31,14 @@ const (
 // runner that served it, its status, the time to its response headers, and
 // the request's dynamic metadata (the decision's flight key, the runner's
 // hints copied by hintsToMetadata).
+func accessLogs(cfg *config.Config) []*accesslogv3.AccessLog {
+	logs := []*accesslogv3.AccessLog{accessLog()}
+	if cfg.Observe.AccessLog != nil {
+		logs = append(logs, decisionLog(cfg.Observe.AccessLog))
+	}
+	return logs
+}
+
 func accessLog() *accesslogv3.AccessLog {
 	return &accesslogv3.AccessLog{
 		Name: "envoy.access_loggers.http_grpc",
@@ -91,5 +99,8 @@ func decisionHeaders() []*corev3.HeaderValueOption {
 func withDecisionHeaders(cfg *config.Config, r *routev3.Route) {
 	if cfg.Responses.DecisionHeaders {
 		r.ResponseHeadersToAdd = decisionHeaders()
+	}
+	if cfg.Responses.Explain {
+		r.ResponseHeadersToAdd = append(r.ResponseHeadersToAdd, explainHeader())
 	}
 }

@@ -43,10 +43,14 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 		// matched from this name (the pool header is never set yet then).
 		vh.Routes = append(vh.Routes, route(cfg, r.Name, pathMatch(r.Match), r.DefaultTarget(), r))
 	}
+	remove := []string{contract.HeaderPool}
+	if cfg.Responses.Explain {
+		remove = append(remove, contract.HeaderExplain) // the runner need not see it
+	}
 	return &routev3.RouteConfiguration{
 		Name:                     l.Name,
 		VirtualHosts:             []*routev3.VirtualHost{vh},
-		RequestHeadersToRemove:   []string{contract.HeaderPool},
+		RequestHeadersToRemove:   remove,
 		ValidateClusters:         wrapperspb.Bool(false),
 		IgnorePortInHostMatching: true,
 	}
