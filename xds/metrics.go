@@ -8,6 +8,9 @@ type Metrics struct {
 	Nacks     *prometheus.CounterVec // type
 	Clients   prometheus.Gauge
 	Snapshots *prometheus.CounterVec // result: ok, error
+	// PushDuration is from a version's publication to an Envoy's ACK of
+	// it, by type.
+	PushDuration *prometheus.HistogramVec
 }
 
 // NewMetrics creates the xDS metrics and registers them on reg.
@@ -30,7 +33,12 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Snapshot builds by result (ok, error). An error keeps the last good snapshot published.",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.Pushes, m.Nacks, m.Clients, m.Snapshots)
+	m.PushDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "switchyard_xds_push_duration_seconds",
+		Help:    "Time from a config version's publication to its acknowledgement by an Envoy, by resource type (one sample per Envoy and version).",
+		Buckets: []float64{0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10},
+	}, []string{"type"})
+	reg.MustRegister(m.Pushes, m.Nacks, m.Clients, m.Snapshots, m.PushDuration)
 	// Pre-create the label values users alert on, so they read 0, not absent.
 	for _, r := range []string{"ok", "error"} {
 		m.Snapshots.WithLabelValues(r)

@@ -41,6 +41,14 @@ type Publisher struct {
 	versions map[resourcev3.Type]string
 	last     *translate.Resources
 	ready    chan struct{}
+	// since is when each type's current version was published, by short
+	// type name: an Envoy's ACK of it measures the push.
+	since map[string]published
+}
+
+type published struct {
+	version string
+	at      time.Time
 }
 
 // NewPublisher makes a publisher; its Cache is what the ADS server serves.
@@ -54,7 +62,20 @@ func NewPublisher(log *slog.Logger, m *Metrics) *Publisher {
 		digest:   map[resourcev3.Type][32]byte{},
 		versions: map[resourcev3.Type]string{},
 		ready:    make(chan struct{}),
+		since:    map[string]published{},
 	}
+}
+
+// PublishedAt is when version of the resource type (short name) was
+// published, while it is the current one.
+func (p *Publisher) PublishedAt(typ, version string) (time.Time, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	s, ok := p.since[typ]
+	if !ok || s.version != version {
+		return time.Time{}, false
+	}
+	return s.at, true
 }
 
 // Cache is the snapshot cache to serve.
@@ -125,6 +146,12 @@ func (p *Publisher) publish(ctx context.Context, res *translate.Resources) error
 	}
 	if err := p.cache.SetSnapshot(ctx, nodeGroup, snap); err != nil {
 		return err
+	}
+	now := time.Now()
+	for typ, v := range versions {
+		if p.versions[typ] != v {
+			p.since[shortType(typ)] = published{version: v, at: now}
+		}
 	}
 	p.versions = versions
 	p.last = res

@@ -360,3 +360,18 @@ func (p *Picker) SetRemote(replica string, jobs map[string][]JobInfo) {
 		rb.merge()
 	}
 }
+
+// Wait is how long a request sent now to the runner at addr would wait for
+// a free slot (of maxConcurrency), from the work this Picker knows is on
+// it: the queued work the soonest policy weighs. Zero unless the Picker
+// keeps a backlog (ModeSoonest).
+func (p *Picker) Wait(addr string, maxConcurrency int) time.Duration {
+	b := p.backlog
+	if b == nil {
+		return 0
+	}
+	now := b.now()
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.get(addr).wait(now, max(maxConcurrency, 1))
+}

@@ -159,6 +159,20 @@ func (e *Engine) SetRemote(replica string, jobs map[string][]affinity.JobInfo) {
 	}
 }
 
+// Waiter is a Picker that knows the work queued on each runner.
+type Waiter interface {
+	Wait(addr string, maxConcurrency int) time.Duration
+}
+
+// Queued is the work queued on the runner at addr, as the soonest policy
+// estimates it (zero when no picker keeps a backlog).
+func (e *Engine) Queued(addr string, maxConcurrency int) time.Duration {
+	if w, ok := e.pickers[config.HintSoonest].(Waiter); ok {
+		return w.Wait(addr, maxConcurrency)
+	}
+	return 0
+}
+
 // Hints is the index the Engine learns runners' hints into.
 func (e *Engine) Hints() *affinity.Index { return e.hints }
 

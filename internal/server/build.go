@@ -39,6 +39,8 @@ type Server struct {
 	}
 	runners *registry.Registry
 	engine  *policy.Engine
+	// reg holds every metric of the process.
+	reg *prometheus.Registry
 	// decisions keeps the last decision records (observe.decisions).
 	decisions *decisions.Ring
 	cluster   *cluster.Cluster // nil for a single instance
@@ -60,6 +62,7 @@ func New(o Options) (*Server, error) {
 	s.current.Store(cfg)
 
 	reg := prometheus.NewRegistry()
+	s.reg = reg
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics.config = configwatch.NewMetrics(reg)
 	s.metrics.config.Loaded()
@@ -78,6 +81,7 @@ func New(o Options) (*Server, error) {
 	s.runners.ApplyConfig(cfg)
 	s.decisions = decisions.NewRing(cfg.Observe.Decisions)
 	registry.RegisterMetrics(reg, s.runners)
+	reg.MustRegister(newStateCollector(s))
 	// Registrations go through the cluster when there is one, so that every
 	// replica has them.
 	var runners admin.Runners = s.runners
@@ -133,7 +137,7 @@ func New(o Options) (*Server, error) {
 			Config:  s.current.Load,
 			Ready:   func() bool { return isClosed(s.pub.Ready()) },
 			XDS: func() any {
-				return map[string]any{"published": s.pub.Versions(), "acked": s.acks.Versions()}
+				return map[string]any{"published": s.pub.Versions(), "acked": s.acks.Versions(), "envoys": s.acks.Envoys()}
 			},
 			Costs:     func() any { return s.engine.Costs().Snapshot() },
 			Decisions: s.decisions,
