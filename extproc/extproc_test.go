@@ -319,7 +319,11 @@ func TestInFlightUntilReported(t *testing.T) {
 // server: headers (and body), decision, the stream's end, and the access
 // log's report of the request's end.
 func benchmarkExchange(b *testing.B, route string, body []byte) {
-	f := newFixture(b, testConfig)
+	benchmarkExchangeWith(b, testConfig, route, body)
+}
+
+func benchmarkExchangeWith(b *testing.B, config, route string, body []byte) {
+	f := newFixture(b, config)
 	f.cfg.Server.MaxBodyBytes = 2 << 20
 	reqH := requestHeaders(route, "/x", body == nil, "x-fal-runner-hint", "flux")
 	reqB := &extprocv3.ProcessingRequest{Request: &extprocv3.ProcessingRequest_RequestBody{RequestBody: &extprocv3.HttpBody{Body: body, EndOfStream: true}}}
@@ -348,6 +352,18 @@ func imageBody(size int) []byte {
 }
 
 func BenchmarkDecisionHeadersOnly(b *testing.B) { benchmarkExchange(b, "headers-only", nil) }
+
+// What the decision record costs: none kept, kept (the default), kept and
+// handed to Envoy for its access log.
+func BenchmarkDecisionRecord(b *testing.B) {
+	for _, c := range []struct{ name, extra string }{
+		{"off", "observe: {decisions: 0}\n"},
+		{"kept", ""},
+		{"access-log", "observe: {access_log: {path: /dev/null}}\n"},
+	} {
+		b.Run(c.name, func(b *testing.B) { benchmarkExchangeWith(b, testConfig+c.extra, "headers-only", nil) })
+	}
+}
 
 // BenchmarkDecisionBodyFields is a body route's decision on the fields
 // Envoy extracted, sent with the headers: one message, no body.
