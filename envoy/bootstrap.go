@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"strconv"
 
 	bootstrapv3 "github.com/envoyproxy/go-control-plane/envoy/config/bootstrap/v3"
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/encoding/protojson"
+	"google.golang.org/protobuf/types/known/anypb"
 
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/mtls"
@@ -61,9 +64,51 @@ type BootstrapOptions struct {
 	NodeID string
 	// TLS, when set, is the certificate Envoy presents to switchyard's
 	// gRPC port and the CA it checks switchyard's against
-	// (server.grpc_tls.envoy): the xDS cluster speaks mutual TLS.
+	// (server.grpc_tls.envoy): the xDS cluster speaks mutual TLS. Envoy
+	// takes the file names from the SDS files of [BootstrapSecrets] in
+	// SecretsDir, and so watches the files and re-reads them when they are
+	// replaced.
 	TLS *config.EnvoyClientTLS
+	// SecretsDir is the directory, as Envoy sees it, holding the SDS files
+	// of [BootstrapSecrets]; required with TLS. [Start] uses its Dir.
+	SecretsDir string
 }
+
+// BootstrapSecrets returns the files the bootstrap of opts expects in
+// opts.SecretsDir, by path: with TLS, one SDS file per secret of
+// [mtls.EnvoySecrets] (a DiscoveryResponse in JSON naming Envoy's
+// certificate, key and CA files); nothing without. They never change:
+// Envoy watches the files they name.
+func BootstrapSecrets(opts BootstrapOptions) (map[string][]byte, error) {
+	if opts.TLS == nil {
+		return nil, nil
+	}
+	if opts.SecretsDir == "" {
+		return nil, errors.New("envoy: TLS needs a SecretsDir for its SDS files")
+	}
+	out := map[string][]byte{}
+	for _, s := range mtls.EnvoySecrets(*opts.TLS) {
+		if err := s.ValidateAll(); err != nil {
+			return nil, fmt.Errorf("envoy: invalid secret %s: %w", s.GetName(), err)
+		}
+		a, err := anypb.New(s)
+		if err != nil {
+			return nil, err
+		}
+		b, err := protojson.MarshalOptions{UseProtoNames: true, Multiline: true}.Marshal(&discoveryv3.DiscoveryResponse{
+			TypeUrl:   a.GetTypeUrl(),
+			Resources: []*anypb.Any{a},
+		})
+		if err != nil {
+			return nil, fmt.Errorf("envoy: encode secret %s: %w", s.GetName(), err)
+		}
+		out[secretFile(opts.SecretsDir, s.GetName())] = b
+	}
+	return out, nil
+}
+
+// secretFile is where the bootstrap expects the SDS file of a secret.
+func secretFile(dir, secret string) string { return filepath.Join(dir, secret+".sds.json") }
 
 // Bootstrap returns the embedded bootstrap.yaml with opts applied, as JSON
 // that Envoy accepts with `-c file.json`. The result has passed the
@@ -102,9 +147,23 @@ func Bootstrap(opts BootstrapOptions) ([]byte, error) {
 		bs.Node.Id = opts.NodeID
 	}
 	if opts.TLS != nil {
+		if opts.SecretsDir == "" {
+			return nil, errors.New("envoy: TLS needs a SecretsDir for its SDS files")
+		}
+		// From files, not ADS: this cluster carries ADS. Envoy reads each
+		// SDS file once (it never changes) and watches the directories of
+		// the certificate, key and CA files it names.
+		fromFile := func(secret string) *corev3.ConfigSource {
+			return &corev3.ConfigSource{
+				ResourceApiVersion: corev3.ApiVersion_V3,
+				ConfigSourceSpecifier: &corev3.ConfigSource_PathConfigSource{PathConfigSource: &corev3.PathConfigSource{
+					Path: secretFile(opts.SecretsDir, secret),
+				}},
+			}
+		}
 		for _, c := range bs.GetStaticResources().GetClusters() {
 			if c.GetName() == xdsClusterName {
-				c.TransportSocket = mtls.EnvoyTransportSocket(*opts.TLS)
+				c.TransportSocket = mtls.EnvoyTransportSocket(*opts.TLS, fromFile)
 			}
 		}
 	}

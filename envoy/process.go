@@ -29,8 +29,10 @@ type StartOptions struct {
 	Bootstrap BootstrapOptions
 	// Binary is the Envoy executable; empty means [Find].
 	Binary string
-	// Dir receives bootstrap.json and the admin address file. Empty means a
-	// new temporary directory, removed by Stop.
+	// Dir receives bootstrap.json, the admin address file and, with
+	// Bootstrap.TLS and no Bootstrap.SecretsDir, the SDS files of
+	// [BootstrapSecrets]. Empty means a new temporary directory, removed by
+	// Stop.
 	Dir string
 	// Concurrency is Envoy's worker thread count; 0 means 1.
 	Concurrency int
@@ -83,11 +85,7 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 			return nil, err
 		}
 	}
-	cfg, err := Bootstrap(opts.Bootstrap)
-	if err != nil {
-		return nil, err
-	}
-
+	var err error
 	p := &Process{
 		xds:    cmp.Or(opts.Bootstrap.XDSAddress, DefaultXDSAddress),
 		node:   cmp.Or(opts.Bootstrap.NodeID, DefaultNodeID),
@@ -101,6 +99,26 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 		p.ownDir = true
 	} else if err := os.MkdirAll(p.dir, 0o755); err != nil {
 		return nil, fmt.Errorf("envoy: %w", err)
+	}
+	bo := opts.Bootstrap
+	if bo.TLS != nil && bo.SecretsDir == "" {
+		bo.SecretsDir = p.dir
+	}
+	cfg, err := Bootstrap(bo)
+	if err != nil {
+		p.cleanupDir()
+		return nil, err
+	}
+	secrets, err := BootstrapSecrets(bo)
+	if err != nil {
+		p.cleanupDir()
+		return nil, err
+	}
+	for path, b := range secrets {
+		if err := os.WriteFile(path, b, 0o644); err != nil {
+			p.cleanupDir()
+			return nil, fmt.Errorf("envoy: %w", err)
+		}
 	}
 	cfgPath := filepath.Join(p.dir, "bootstrap.json")
 	addrPath := filepath.Join(p.dir, "admin-address")

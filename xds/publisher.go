@@ -110,6 +110,7 @@ func (p *Publisher) publish(ctx context.Context, res *translate.Resources) error
 		resourcev3.RouteType:    toResources(res.Routes),
 		resourcev3.ClusterType:  toResources(res.Clusters),
 		resourcev3.EndpointType: toResources(res.Endpoints),
+		resourcev3.SecretType:   toResources(res.Secrets),
 	}
 	var errs []error
 	for typ, items := range byType {

@@ -163,10 +163,16 @@ type GRPCTLS struct {
 }
 
 // EnvoyClientTLS is what Envoy uses to reach switchyard under mutual TLS.
+// Envoy re-reads the files when one is replaced by a rename into its
+// directory.
 type EnvoyClientTLS struct {
 	CertFile string `json:"cert_file"`
 	KeyFile  string `json:"key_file"`
 	CAFile   string `json:"ca_file"`
+	// ServerName, when set, is a DNS name (or IP address) that switchyard's
+	// certificate must carry as a subject alternative name; Envoy also
+	// sends a DNS name as SNI. Empty: the CA alone is checked.
+	ServerName string `json:"server_name,omitempty"`
 }
 
 // AdminAuth protects the admin API with bearer tokens read from files

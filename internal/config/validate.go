@@ -21,8 +21,11 @@ import (
 
 var (
 	// Names end up in Envoy resource names and header values.
-	namePattern   = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
-	headerPattern = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
+	namePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9._-]{0,61}[a-z0-9])?$`)
+	// dnsNamePattern is a host name: dot-separated labels of at most 63
+	// lower-case letters, digits and inner hyphens.
+	dnsNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$`)
+	headerPattern  = regexp.MustCompile(`^[a-z0-9!#$%&'*+.^_|~-]+$`)
 )
 
 // build checks f and turns it into a Config, reporting problems into ps.
@@ -55,9 +58,10 @@ func build(name string, f *file, ps *problems) *Config {
 			// Envoy opens these; they are not checked here (Envoy may
 			// see another filesystem).
 			Envoy: EnvoyClientTLS{
-				CertFile: resolvePath(name, t.Envoy.CertFile, ep.key("cert_file"), ps),
-				KeyFile:  resolvePath(name, t.Envoy.KeyFile, ep.key("key_file"), ps),
-				CAFile:   resolvePath(name, t.Envoy.CAFile, ep.key("ca_file"), ps),
+				CertFile:   resolvePath(name, t.Envoy.CertFile, ep.key("cert_file"), ps),
+				KeyFile:    resolvePath(name, t.Envoy.KeyFile, ep.key("key_file"), ps),
+				CAFile:     resolvePath(name, t.Envoy.CAFile, ep.key("ca_file"), ps),
+				ServerName: checkServerName(t.Envoy.ServerName, ep.key("server_name"), ps),
 			},
 		}
 	}
@@ -86,6 +90,21 @@ func buildObserve(file string, f observeFile, path fieldPath, ps *problems) Obse
 		o.AccessLog = &AccessLog{Path: resolvePath(file, a.Path, path.key("access_log").key("path"), ps)}
 	}
 	return o
+}
+
+// checkServerName accepts a DNS name (the name switchyard's certificate
+// carries, as Envoy matches it: exactly, lower-case) or an IP address.
+func checkServerName(n string, path fieldPath, ps *problems) string {
+	if n == "" {
+		return ""
+	}
+	if a, err := netip.ParseAddr(n); err == nil && a.Zone() == "" {
+		return n
+	}
+	if len(n) > 253 || !dnsNamePattern.MatchString(n) {
+		ps.at(path, "server_name %q is not a DNS name (lower-case letters, digits, '-' and '.') or an IP address", n)
+	}
+	return n
 }
 
 func checkName(kind, n string, path fieldPath, seen map[string]bool, ps *problems) {

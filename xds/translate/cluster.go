@@ -14,6 +14,7 @@ import (
 	overridehostv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/override_host/v3"
 	ringhashv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/ring_hash/v3"
 	roundrobinv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/load_balancing_policies/round_robin/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	metadatav3 "github.com/envoyproxy/go-control-plane/envoy/type/metadata/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
@@ -167,9 +168,21 @@ func extProcCluster(grpcAddr string, t *config.GRPCTLS) (*clusterv3.Cluster, err
 		},
 	}
 	if t != nil {
-		c.TransportSocket = mtls.EnvoyTransportSocket(t.Envoy)
+		// The certificate, key and CA come by SDS over ADS ([Secrets]):
+		// Envoy then watches the files they name and re-reads them when
+		// they are replaced, whether or not the cluster is republished.
+		c.TransportSocket = mtls.EnvoyTransportSocket(t.Envoy, func(string) *corev3.ConfigSource { return adsSource() })
 	}
 	return c, nil
+}
+
+// Secrets are the SDS secrets the ext_proc cluster refers to: none
+// without grpc_tls.
+func Secrets(t *config.GRPCTLS) []*tlsv3.Secret {
+	if t == nil {
+		return nil
+	}
+	return mtls.EnvoySecrets(t.Envoy)
 }
 
 // ConnectAddr turns a listen address into one a client can connect to:

@@ -10,6 +10,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	listenerv3 "github.com/envoyproxy/go-control-plane/envoy/config/listener/v3"
 	routev3 "github.com/envoyproxy/go-control-plane/envoy/config/route/v3"
+	tlsv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/transport_sockets/tls/v3"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/anypb"
 
@@ -40,6 +41,8 @@ type Resources struct {
 	Routes    []*routev3.RouteConfiguration
 	Clusters  []*clusterv3.Cluster
 	Endpoints []*endpointv3.ClusterLoadAssignment
+	// Secrets name the files of Envoy's side of grpc_tls (SDS over ADS).
+	Secrets []*tlsv3.Secret
 }
 
 // Translate builds the resources for in. Errors mean a bug or an input the
@@ -71,6 +74,7 @@ func Translate(in Input) (*Resources, error) {
 		return nil, err
 	}
 	out.Clusters = append(out.Clusters, ext)
+	out.Secrets = Secrets(cfg.Server.GRPCTLS)
 	sortByName(out.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(out.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(out.Clusters, (*clusterv3.Cluster).GetName)

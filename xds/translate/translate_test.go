@@ -6,6 +6,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -65,7 +66,12 @@ func loadTolerantTLS(t *testing.T, path string) *config.Config {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fixed := strings.NewReplacer("/etc/switchyard/tls.crt", abs, "/etc/switchyard/tls.key", abs).Replace(string(data))
+	switchyardFiles := []string{"/etc/switchyard/tls.crt", "/etc/switchyard/tls.key", "/etc/switchyard/grpc.crt", "/etc/switchyard/grpc.key", "/etc/switchyard/grpc-ca.crt"}
+	var pairs []string
+	for _, f := range switchyardFiles {
+		pairs = append(pairs, f, abs)
+	}
+	fixed := strings.NewReplacer(pairs...).Replace(string(data))
 	cfg, err := config.Parse(path, []byte(fixed))
 	if err != nil {
 		t.Fatal(err)
@@ -74,6 +80,9 @@ func loadTolerantTLS(t *testing.T, path string) *config.Config {
 		if tls := cfg.Listeners[i].TLS; tls != nil {
 			cfg.Listeners[i].TLS = &config.TLS{CertFile: "/etc/switchyard/tls.crt", KeyFile: "/etc/switchyard/tls.key"}
 		}
+	}
+	if g := cfg.Server.GRPCTLS; g != nil {
+		g.CertFile, g.KeyFile, g.ClientCAFile = "/etc/switchyard/grpc.crt", "/etc/switchyard/grpc.key", "/etc/switchyard/grpc-ca.crt"
 	}
 	return cfg
 }
@@ -96,11 +105,19 @@ func TestGolden(t *testing.T) {
 				"clusters.yaml":  render(t, res.Clusters),
 				"endpoints.yaml": render(t, res.Endpoints),
 			}
+			names := goldenFiles
+			// Only a config with grpc_tls has secrets.
+			if len(res.Secrets) > 0 {
+				outputs["secrets.yaml"] = render(t, res.Secrets)
+				names = append(slices.Clip(names), "secrets.yaml")
+			} else if _, err := os.Stat(filepath.Join(dir, "secrets.yaml")); err == nil {
+				t.Errorf("%s/secrets.yaml: no secrets any more (run go test ./xds/translate -update)", dir)
+			}
 			if *update {
 				writeGolden(t, dir, outputs)
 				return
 			}
-			for _, name := range goldenFiles {
+			for _, name := range names {
 				want, err := os.ReadFile(filepath.Join(dir, name))
 				if err != nil {
 					t.Fatalf("%v (run go test ./xds/translate -update)", err)
@@ -185,7 +202,7 @@ func TestDeterministic(t *testing.T) {
 // Every resource passes its own validation rules: Envoy would reject it
 // otherwise.
 func TestResourcesValidate(t *testing.T) {
-	for _, dir := range []string{"testdata/design", "testdata/tls-and-listeners"} {
+	for _, dir := range []string{"testdata/design", "testdata/tls-and-listeners", "testdata/grpc-tls"} {
 		res, err := translate.Translate(input(t, dir))
 		if err != nil {
 			t.Fatal(err)
@@ -201,6 +218,9 @@ func TestResourcesValidate(t *testing.T) {
 			all = append(all, r)
 		}
 		for _, r := range res.Endpoints {
+			all = append(all, r)
+		}
+		for _, r := range res.Secrets {
 			all = append(all, r)
 		}
 		for _, r := range all {

@@ -53,6 +53,9 @@ func NewCA(t testing.TB, dir, name string) *CA {
 	return ca
 }
 
+// Serial is the CA certificate's serial number.
+func (ca *CA) Serial() *big.Int { return ca.cert.SerialNumber }
+
 // Leaf is a certificate and its key, as PEM files.
 type Leaf struct {
 	CertFile, KeyFile string
