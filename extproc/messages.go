@@ -132,6 +132,9 @@ func recordValue(r *decisions.Record) *structpb.Value {
 	if r.Queued {
 		f["queued"] = structpb.NewBoolValue(true)
 	}
+	if r.Cost != 0 {
+		f["cost"] = structpb.NewNumberValue(r.Cost)
+	}
 	if r.HintAge != 0 {
 		f["hint_age_ms"] = millis(r.HintAge)
 	}

@@ -17,7 +17,7 @@ func TestRecordValueIsTheRecordsJSON(t *testing.T) {
 	full := &decisions.Record{
 		ID: 7, Time: time.Date(2026, 11, 28, 10, 0, 0, 123456789, time.UTC), Route: "images", Rule: 1, When: "body.w > 1",
 		Pool: "a100", Variant: "a100", Fallback: []string{"h100", "a6000"}, Hint: "flux", HintSource: "hint_from",
-		Outcome: "busy", Queued: true, Policy: "soonest", Body: "fields",
+		Outcome: "busy", Queued: true, Policy: "soonest", Body: "fields", Cost: 2.5,
 		Chosen:   &decisions.Candidate{Runner: "10.0.0.1:80", InFlight: 3, Warm: true, Busy: true, Wait: decisions.Millis(1500 * time.Microsecond), Predicted: decisions.Millis(2 * time.Second), Why: "warm"},
 		RunnerUp: &decisions.Candidate{Runner: "10.0.0.2:80", Why: "cold"},
 		HintAge:  decisions.Millis(42 * time.Millisecond), Decide: decisions.Millis(87 * time.Microsecond),

@@ -42,6 +42,16 @@ type Policy struct {
 	Edges    int  `json:"edges,omitempty"`
 	Isolated bool `json:"isolated,omitempty"`
 	Default  bool `json:"default,omitempty"` // switchyard's default: the one the targets are about
+	// Cost gives the routes workload.CostExpr: soonest prices each request
+	// by its size (the Mixed workload).
+	Cost bool `json:"cost,omitempty"`
+}
+
+// MixedPolicies are soonest without and with a cost expression, on the
+// mixed workload.
+var MixedPolicies = []Policy{
+	{Name: "soonest, one average per pool", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest},
+	{Name: "soonest with cost", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Cost: true, Default: true},
 }
 
 // Policies are the alternatives a user would pick from, and switchyard.
@@ -120,6 +130,19 @@ type Run struct {
 	P95         float64 `json:"p95_ms"`
 	P99         float64 `json:"p99_ms"`
 	Throughput  float64 `json:"throughput_per_s"`
+	// Prediction is soonest's prediction error (actual − predicted time
+	// to the response headers), from switchyard's histogram.
+	Prediction *PredictionError `json:"prediction_error,omitempty"`
+}
+
+// PredictionError summarises switchyard_prediction_error_seconds: its
+// mean and quantiles (interpolated in the histogram's buckets), in ms.
+type PredictionError struct {
+	Samples int     `json:"samples"`
+	Mean    float64 `json:"mean_ms"`
+	P10     float64 `json:"p10_ms"`
+	P50     float64 `json:"p50_ms"`
+	P90     float64 `json:"p90_ms"`
 }
 
 // WarmRate is the warm answers over every request sent: a request that
@@ -201,7 +224,7 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 		// Clients are spread over the edges.
 		t.URL = fmt.Sprintf("%s/p%d/generate", es.Edges[int(i)%len(es.Edges)].EdgeURL, r.Pool)
 		t.Header = map[string][]string{"Content-Type": {"application/json"}, "X-Fal-Runner-Hint": {r.Model}}
-		t.Body = []byte(fmt.Sprintf(`{"model": %q, "prompt": "a lighthouse", "width": 1024, "height": 1024}`, r.Model))
+		t.Body = []byte(r.Body())
 		return nil
 	}
 	pacer := replay{seq: seq, rate: load * o.Capacity()}
@@ -231,11 +254,16 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 		run.ColdLoads += s.ColdLoads
 		run.Evictions += s.Evictions
 	}
+	var hist histogram
 	for _, e := range es.Edges {
 		run.Queued += int64(metric(e.AdminURL, "switchyard_queued_decisions_total"))
+		hist.add(e.AdminURL, "switchyard_prediction_error_seconds")
 		if Inspect != nil {
 			Inspect(e.AdminURL)
 		}
+	}
+	if p.HintPolicy == config.HintSoonest {
+		run.Prediction = hist.summary()
 	}
 	if n := run.Hits + run.Misses; n > 0 {
 		run.HitRate = float64(run.Hits) / float64(n)
@@ -303,8 +331,12 @@ func configFor(o Options, p Policy) string {
 		fmt.Fprintf(&b, "  - {name: p%d, max_concurrency: %d, load_balancer: %s, runners: [%s]}\n", i, o.MaxConcurrency, lb, strings.Join(runners, ", "))
 	}
 	b.WriteString("routes:\n")
+	cost := ""
+	if p.Cost {
+		cost = ", cost: '" + workload.CostExpr + "'"
+	}
 	for i := range o.Pools {
-		fmt.Fprintf(&b, "  - {name: p%d, match: {prefix: /p%d/}, rules: [{pool: p%d}]}\n", i, i, i)
+		fmt.Fprintf(&b, "  - {name: p%d, match: {prefix: /p%d/}%s, rules: [{pool: p%d}]}\n", i, i, cost, i)
 	}
 	return b.String()
 }
@@ -331,6 +363,11 @@ func (r *Result) tables(b *strings.Builder) {
 	fmt.Fprintf(b, "%d pools × %d runners, %d model slots each, %d models per pool with Zipf(s=%.1f) popularity reversed half-way, "+
 		"max_concurrency %d, model load %s, inference %s; capacity %.0f requests/s (every request a hit); Poisson arrivals for %s per run; seed %d.\n\n",
 		o.Pools, o.RunnersPerPool, o.Slots, o.Models, o.ZipfS, o.MaxConcurrency, o.LoadTime, o.InferTime, r.Capacity, o.Duration, o.Seed)
+	if o.Mixed {
+		fmt.Fprintf(b, "Mixed sizes: square images of %s px and %s inference steps (shares in `bench/workload`), drawn independently; "+
+			"a request's inference is the listed time × (pixels / 1024²) × (steps / 30): a 200-fold spread, mean %.2f× (capacity counts it). "+
+			"The cost expression: `%s`.\n\n", shareList(workload.Sizes), shareList(workload.Steps), o.MeanScale(), workload.CostExpr)
+	}
 	for _, load := range o.Loads {
 		fmt.Fprintf(b, "**%.0f%% of capacity** (%.0f requests/s)\n\n", 100*load, load*r.Capacity)
 		b.WriteString("| policy | hit rate | warm answers | ceiling | cold loads | p50 ms | p95 ms | p99 ms | throughput/s | ok |\n|---|---|---|---|---|---|---|---|---|---|\n")
@@ -407,6 +444,56 @@ func (r *Result) targets(b *strings.Builder) {
 		"client: the requests answered 200 by a runner that had the model loaded, of all requests sent. A p99 at the client timeout is a tie, not a win.\n\n| target | load | switchyard (default) | best other | met |\n|---|--:|--:|--:|---|\n")
 	b.WriteString(strings.Join(rows, "\n"))
 	b.WriteString("\n\n")
+}
+
+func shareList(ss []workload.Share) string {
+	var parts []string
+	for _, s := range ss {
+		parts = append(parts, fmt.Sprintf("%d (%.0f%%)", s.Value, 100*s.Share))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// mixedTarget is how much lower the p99 with cost must be at 80 % load.
+const mixedTarget = 0.25
+
+// MixedMarkdown renders a run of MixedPolicies: the tables, soonest's
+// prediction error, and the target of cost against one average per pool.
+func (r *Result) MixedMarkdown() string {
+	var b strings.Builder
+	r.tables(&b)
+	b.WriteString("**Prediction error** of soonest (actual − predicted time to the response headers, requests its chosen runner answered with a 2xx; from `switchyard_prediction_error_seconds`, quantiles interpolated in its buckets):\n\n")
+	b.WriteString("| policy | load | samples | mean ms | p10 ms | p50 ms | p90 ms |\n|---|--:|--:|--:|--:|--:|--:|\n")
+	for _, run := range r.Runs {
+		if p := run.Prediction; p != nil {
+			fmt.Fprintf(&b, "| %s | %.0f%% | %d | %.0f | %.0f | %.0f | %.0f |\n", run.Policy, 100*run.Load, p.Samples, p.Mean, p.P10, p.P50, p.P90)
+		}
+	}
+	b.WriteString("\n**Target** (reported, not asserted): at 80 % load, p99 with cost at least 25 % lower than with one average per pool, hit rate no worse.\n\n")
+	b.WriteString("| load | p99 without → with cost | lower by | hit rate without → with | met |\n|--:|--:|--:|--:|---|\n")
+	for _, load := range r.Options.Loads {
+		var without, with *Run
+		for i, run := range r.Runs {
+			if run.Load != load {
+				continue
+			}
+			if run.Default {
+				with = &r.Runs[i]
+			} else {
+				without = &r.Runs[i]
+			}
+		}
+		if with == nil || without == nil || without.P99 == 0 {
+			continue
+		}
+		lower := 1 - with.P99/without.P99
+		met := "—"
+		if load == 0.8 {
+			met = map[bool]string{true: "yes", false: "no"}[lower >= mixedTarget && with.HitRate >= without.HitRate]
+		}
+		fmt.Fprintf(&b, "| %.0f%% | %.0f → %.0f ms | %.0f%% | %.1f%% → %.1f%% | %s |\n", 100*load, without.P99, with.P99, 100*lower, 100*without.HitRate, 100*with.HitRate, met)
+	}
+	return b.String()
 }
 
 // EdgesMarkdown renders a run of EdgePolicies: the tables, and the target

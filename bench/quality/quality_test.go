@@ -86,3 +86,31 @@ func TestPropagationSmoke(t *testing.T) {
 	}
 	t.Logf("%+v", p)
 }
+
+// A smoke run of the mixed-size workload, without and with the cost
+// expression: requests carry their sizes, soonest measures its predictions.
+func TestMixedSmoke(t *testing.T) {
+	if _, err := envoy.Find(); err != nil {
+		t.Fatalf("the mixed-size benchmark needs the real Envoy: %v", err)
+	}
+	o := quality.Options{
+		Shape: workload.Shape{Mixed: true, Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
+		Loads: []float64{0.8}, Policies: quality.MixedPolicies,
+	}
+	o.Defaults(true)
+	res, err := quality.RunAll(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range res.Runs {
+		if r.Requests == 0 || r.OK == 0 || r.Prediction == nil || r.Prediction.Samples == 0 {
+			t.Errorf("%s: incomplete run %+v (prediction %+v)", r.Policy, r, r.Prediction)
+		}
+	}
+	md := res.MixedMarkdown()
+	for _, want := range []string{"| soonest with cost |", "**Prediction error**", "| 80% |", "Mixed sizes"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}

@@ -146,3 +146,30 @@ func TestJobDone(t *testing.T) {
 		t.Error("Begin without a runner returned a job")
 	}
 }
+
+// With sizes, a pool learns a hit's time per unit and the load a miss adds,
+// and prices each request by its size; without, the per-request average.
+func TestCostsPerUnit(t *testing.T) {
+	c := affinity.NewCosts()
+	rate, load := 50*time.Millisecond, 2*time.Second
+	for i := range 6 {
+		units := float64(1 + i%3) // 1, 2, 3
+		c.ObserveSized("p", true, time.Duration(units*float64(rate)), units)
+		c.ObserveSized("p", false, load+time.Duration(units*float64(rate)), units)
+	}
+	small, large := c.For("p", 1), c.For("p", 8)
+	near := func(got, want time.Duration) bool { return got > want-want/50 && got < want+want/50 }
+	if !near(small.Hit, rate) || !near(small.Miss, rate+load) || !near(large.Hit, 8*rate) || !near(large.Miss, 8*rate+load) {
+		t.Errorf("small %+v, large %+v: want hit 50ms per unit and a 2s load", small, large)
+	}
+	if got, want := c.For("p", 0), c.Get("p"); got != want {
+		t.Errorf("without a size: %+v, want the average %+v", got, want)
+	}
+	if c.For("q", 4) != (affinity.Cost{}) {
+		t.Error("an unknown pool has a cost")
+	}
+	snap := c.Snapshot()["p"]
+	if snap.UnitSamples != 6 || snap.LoadSamples != 4 || snap.PerUnitMillis < 49 || snap.PerUnitMillis > 51 {
+		t.Errorf("snapshot %+v", snap)
+	}
+}

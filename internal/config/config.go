@@ -301,6 +301,9 @@ type Route struct {
 	Match         Match    `json:"match"`
 	Listeners     []string `json:"listeners"` // every listener when the file names none
 	HintFrom      *Expr    `json:"hint_from,omitempty"`
+	// Cost, when set, gives each request a relative size (a number): the
+	// soonest policy learns each pool's time per unit of it.
+	Cost *Expr `json:"cost,omitempty"`
 	OnInvalidBody string   `json:"on_invalid_body"`
 	Timeout       Duration `json:"timeout"`
 	Rules         []Rule   `json:"rules"`
@@ -524,8 +527,8 @@ func (c *Config) Decides(r *Route) bool {
 	return false
 }
 
-// Exprs lists the route's expressions: hint_from, the rules' when, the
-// splits' sticky keys.
+// Exprs lists the route's expressions: hint_from, cost, the rules' when,
+// the splits' sticky keys.
 func (r *Route) Exprs() []*Expr {
 	var out []*Expr
 	add := func(e *Expr) {
@@ -534,6 +537,7 @@ func (r *Route) Exprs() []*Expr {
 		}
 	}
 	add(r.HintFrom)
+	add(r.Cost)
 	for _, rule := range r.Rules {
 		add(rule.When)
 		if rule.Split != nil {

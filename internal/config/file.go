@@ -125,6 +125,7 @@ type routeFile struct {
 	Match         matchFile  `yaml:"match"`
 	Listeners     []string   `yaml:"listeners"`
 	HintFrom      string     `yaml:"hint_from"`
+	Cost          string     `yaml:"cost"`
 	OnInvalidBody string     `yaml:"on_invalid_body"`
 	Timeout       *Duration  `yaml:"timeout"`
 	Rules         []ruleFile `yaml:"rules"`

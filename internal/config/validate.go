@@ -408,6 +408,9 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 		if r.HintFrom != "" {
 			route.HintFrom = compileAt(r.HintFrom, rp.key("hint_from"), ps, cel.StringType)
 		}
+		if r.Cost != "" {
+			route.Cost = compileAt(r.Cost, rp.key("cost"), ps, cel.DoubleType, cel.IntType, cel.UintType)
+		}
 		if len(r.Rules) == 0 {
 			ps.at(rp.key("rules"), "at least one rule is required")
 		}

@@ -35,6 +35,9 @@ type Record struct {
 	Queued  bool   `json:"queued,omitempty"`
 	// Policy is the hint policy that ranked the runners.
 	Policy string `json:"policy"`
+	// Cost is the request's size from the route's cost expression (0 for
+	// none): the soonest policy priced it at its pool's time per unit.
+	Cost float64 `json:"cost,omitempty"`
 	// Body says how the route's body fields were read: "none" (the rules
 	// read no body), "fields" (extracted by Envoy), "whole" (the body sent
 	// to switchyard).

@@ -121,5 +121,5 @@ func (f *Flight) observeCost(r Response) {
 	if took <= 0 {
 		took = f.e.now().Sub(f.at)
 	}
-	f.e.costs.Observe(d.Target.Pool, d.Outcome == affinity.OutcomeHit, took)
+	f.e.costs.ObserveSized(d.Target.Pool, d.Outcome == affinity.OutcomeHit, took, d.Units)
 }

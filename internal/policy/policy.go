@@ -61,8 +61,12 @@ type Decision struct {
 	// Fallbacks holds one runner per fallback pool, in order; nil for a
 	// pool with no active runner.
 	Fallbacks []*runner.Runner
-	// Cost is the chosen pool's learnt cost the pick was made with.
+	// Cost is what the request was expected to take on the chosen pool
+	// (its learnt costs, for Units when the route has a cost expression).
 	Cost affinity.Cost
+	// Units is the request's size from the route's cost expression; 0
+	// without one (or when it could not be evaluated).
+	Units float64
 	// Policy is the hint policy that ranked Runners.
 	Policy config.HintPolicy
 
@@ -215,10 +219,13 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	}
 	d.Target = rule.Target(pool)
 	d.Hint, d.HintSource = hint(cfg, route, req, act)
+	if route.Cost != nil {
+		d.Units = evalUnits(route.Cost, act)
+	}
 	picker := e.pickers[cfg.Hints.Policy]
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
-		d.Cost = e.costs.Get(pool)
+		d.Cost = e.costs.For(pool, d.Units)
 		pick := picker.PickCost(e.runners.Active(pool), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: d.Cost})
 		d.Runners, d.Outcome, d.Queued, d.Reasons = pick.Runners, pick.Outcome, pick.Queued, pick.Reasons
 		if len(d.Runners) > 0 {
@@ -233,7 +240,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	for _, f := range rule.Fallback {
 		var best *runner.Runner
 		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
-			if pick := picker.PickCost(e.runners.Active(f), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: e.costs.Get(f)}); len(pick.Runners) > 0 {
+			if pick := picker.PickCost(e.runners.Active(f), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: e.costs.For(f, d.Units)}); len(pick.Runners) > 0 {
 				best = pick.Runners[0]
 			}
 		}

@@ -27,6 +27,7 @@ func (d Decision) Record(now time.Time) *decisions.Record {
 		Queued:     d.Queued,
 		Policy:     string(d.Policy),
 		HintAge:    decisions.Millis(d.HintAge),
+		Cost:       d.Units,
 	}
 	for i := range min(len(d.Runners), len(d.Reasons)) {
 		c := candidate(d.Runners[i].Address, d.Reasons[i], d.Hint != "")

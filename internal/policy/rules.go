@@ -52,6 +52,30 @@ func evalString(e *config.Expr, act map[string]any) (string, bool) {
 	return string(s), ok
 }
 
+// evalUnits is a cost expression's result as a positive size; 0 when it
+// cannot be evaluated or is not a positive finite number.
+func evalUnits(e *config.Expr, act map[string]any) float64 {
+	v, _, err := e.Program.Eval(act)
+	if err != nil {
+		return 0
+	}
+	var f float64
+	switch x := v.(type) {
+	case types.Double:
+		f = float64(x)
+	case types.Int:
+		f = float64(x)
+	case types.Uint:
+		f = float64(x)
+	default:
+		return 0
+	}
+	if f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		return 0
+	}
+	return f
+}
+
 // evalKey renders a string or integer result; ok is false otherwise.
 func evalKey(e *config.Expr, act map[string]any) (string, bool) {
 	v, _, err := e.Program.Eval(act)

@@ -2,7 +2,7 @@
 // one JSON file per suite under bench/results/ and BENCHMARKS.md, rendered
 // from all the JSON files present (so one suite can be re-run alone).
 //
-//	go run ./bench/cmd/bench [-smoke] [-suites quality,edges,overhead,controlplane,decision]
+//	go run ./bench/cmd/bench [-smoke] [-suites quality,edges,mixed,overhead,controlplane,decision]
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/switchyard/switchyard/bench/overhead"
 	"github.com/switchyard/switchyard/bench/quality"
 	"github.com/switchyard/switchyard/bench/soak"
+	"github.com/switchyard/switchyard/bench/workload"
 	"github.com/switchyard/switchyard/envoy"
 )
 
@@ -68,6 +69,8 @@ var suites = []suite{
 			r.Propagation, err = quality.MeasurePropagation(ctx, samples)
 			return err
 		}, (*quality.Result).EdgesMarkdown),
+	qualitySuite("mixed", "Mixed request sizes", quality.Options{Shape: workload.Shape{Mixed: true}, Loads: []float64{0.8, 0.95}, Policies: quality.MixedPolicies},
+		nil, (*quality.Result).MixedMarkdown),
 	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := overhead.Run(ctx, overhead.Options{Smoke: smoke, Log: os.Stderr})
 		if err != nil {
@@ -129,7 +132,7 @@ func qualitySuite(name, title string, o quality.Options, extra func(context.Cont
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a quick run of every suite (for CI)")
-	only := flag.String("suites", "quality,edges,overhead,controlplane,decision", "suites to run, comma-separated")
+	only := flag.String("suites", "quality,edges,mixed,overhead,controlplane,decision", "suites to run, comma-separated")
 	out := flag.String("out", "bench/results", "directory of the JSON results")
 	md := flag.String("md", "BENCHMARKS.md", "the Markdown report, rendered from every JSON result in -out")
 	renderOnly := flag.Bool("render", false, "only render the Markdown report from the JSON results")

@@ -25,8 +25,9 @@ type Options struct {
 	// LoadTime is what loading a model that is not held costs.
 	LoadTime time.Duration
 	// InferTime is the inference time of a 1024x1024 image, scaled by
-	// width*height/1048576 (at least 0.1x) when the body has both; without
-	// them a request costs InferTime.
+	// width*height/1048576 (at least 0.1x) when the body has both, and by
+	// num_inference_steps/30 when it has that (Scale); without them a
+	// request costs InferTime.
 	InferTime time.Duration
 	// MaxConcurrency is how many requests are served at once; 0 is no limit.
 	MaxConcurrency int

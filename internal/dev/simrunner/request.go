@@ -23,10 +23,15 @@ const maxBody = 64 << 20
 // fullSize is the pixel count InferTime is quoted for (1024x1024).
 const fullSize = 1024 * 1024
 
+// ReferenceSteps is the num_inference_steps InferTime is quoted for, when
+// a body names its steps.
+const ReferenceSteps = 30
+
 // job is what the runner takes from a request.
 type job struct {
 	model         string
 	width, height float64 // 0 when the body has no usable size
+	steps         float64 // 0 when the body names none
 }
 
 // parseJob reads the fields the runner cares about. A body that is not a
@@ -39,9 +44,13 @@ func parseJob(body []byte, h http.Header) job {
 		_ = json.Unmarshal(fields["model"], &j.model)
 		_ = json.Unmarshal(fields["width"], &j.width)
 		_ = json.Unmarshal(fields["height"], &j.height)
+		_ = json.Unmarshal(fields["num_inference_steps"], &j.steps)
 	}
 	if j.width <= 0 || j.height <= 0 {
 		j.width, j.height = 0, 0
+	}
+	if j.steps <= 0 {
+		j.steps = 0
 	}
 	j.model = strings.TrimSpace(j.model)
 	if j.model == "" {
@@ -50,14 +59,24 @@ func parseJob(body []byte, h http.Header) job {
 	return j
 }
 
-// inferTime scales base by the job's pixel count relative to 1024x1024,
-// never below a tenth of it.
-func (j job) inferTime(base time.Duration) time.Duration {
-	if j.width == 0 {
-		return base
+// Scale is what an image of width × height pixels and steps inference
+// steps costs relative to InferTime's: its pixels over 1024x1024 (never
+// below a tenth), times its steps over ReferenceSteps. A zero size or zero
+// steps counts as the reference.
+func Scale(width, height, steps float64) float64 {
+	scale := 1.0
+	if width > 0 && height > 0 {
+		scale = max(width*height/fullSize, 0.1)
 	}
-	scale := max(j.width*j.height/fullSize, 0.1)
-	d := float64(base) * scale
+	if steps > 0 {
+		scale *= steps / ReferenceSteps
+	}
+	return scale
+}
+
+// inferTime scales base by the job's size (Scale).
+func (j job) inferTime(base time.Duration) time.Duration {
+	d := float64(base) * Scale(j.width, j.height, j.steps)
 	if d >= math.MaxInt64 {
 		return math.MaxInt64
 	}
