@@ -297,13 +297,13 @@ var (
 func (lb LoadBalancer) HashesOnHint() bool { return lb.Policy == LBRingHash || lb.Policy == LBMaglev }
 
 type Route struct {
-	Name          string   `json:"name"`
-	Match         Match    `json:"match"`
-	Listeners     []string `json:"listeners"` // every listener when the file names none
-	HintFrom      *Expr    `json:"hint_from,omitempty"`
+	Name      string   `json:"name"`
+	Match     Match    `json:"match"`
+	Listeners []string `json:"listeners"` // every listener when the file names none
+	HintFrom  *Expr    `json:"hint_from,omitempty"`
 	// Cost, when set, gives each request a relative size (a number): the
 	// soonest policy learns each pool's time per unit of it.
-	Cost *Expr `json:"cost,omitempty"`
+	Cost          *Expr    `json:"cost,omitempty"`
 	OnInvalidBody string   `json:"on_invalid_body"`
 	Timeout       Duration `json:"timeout"`
 	Rules         []Rule   `json:"rules"`
