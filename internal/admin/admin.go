@@ -46,8 +46,11 @@ type Options struct {
 	// Decisions holds the last decision records, for /debug/decisions;
 	// none are listed when nil.
 	Decisions *decisions.Ring
-	Gatherer  prometheus.Gatherer
-	Log       *slog.Logger
+	// Splits, when set, shows the routes' splits and lets an operator
+	// take a variant out or put it back.
+	Splits   Splits
+	Gatherer prometheus.Gatherer
+	Log      *slog.Logger
 	// Metrics counts refused requests; none counted when nil.
 	Metrics *Metrics
 }
@@ -101,6 +104,7 @@ func Handler(o Options) http.Handler {
 		}
 		writeJSON(w, http.StatusOK, o.Costs())
 	}))
+	handleSplits(mux, g, o)
 	mux.HandleFunc("GET /debug/decisions", g.wrap(needRead, func(w http.ResponseWriter, r *http.Request) {
 		f, err := decisionFilter(r)
 		if err != nil {

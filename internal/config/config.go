@@ -336,7 +336,46 @@ type Split struct {
 type Variant struct {
 	Pool   string `json:"pool"`
 	Weight int    `json:"weight"`
+	// Guard, when set, takes the variant out of the split when it breaches
+	// its limits.
+	Guard *Guard `json:"guard,omitempty"`
 }
+
+// Guard is a split variant's limits over a sliding window of its
+// requests' ends: past either (with at least MinRequests in the window)
+// the variant leaves the split, its users going to the other variants. It
+// comes back when an operator enables it, or after CoolDown (when set) at
+// ProbeWeight until a whole window passes within the limits.
+type Guard struct {
+	// MaxErrorRate is the largest share of requests answered 5xx (or not
+	// at all); 0 means no error-rate limit.
+	MaxErrorRate float64 `json:"max_error_rate,omitempty"`
+	// MaxLatency bounds the 95th percentile of the time to the response
+	// headers; 0 means no latency limit.
+	MaxLatency  Duration `json:"max_latency,omitempty"`
+	Window      Duration `json:"window"`
+	MinRequests int      `json:"min_requests"`
+	CoolDown    Duration `json:"cool_down,omitempty"`
+	ProbeWeight int      `json:"probe_weight"`
+}
+
+// Guarded says a variant of the split has a guard.
+func (s *Split) Guarded() bool {
+	for _, v := range s.Variants {
+		if v.Guard != nil {
+			return true
+		}
+	}
+	return false
+}
+
+// Defaults and bounds of a split guard.
+const (
+	MaxGuardSamples         = 4096 // the requests a guard's window holds at most
+	DefaultGuardWindow      = Duration(time.Minute)
+	DefaultGuardMinRequests = 20
+	DefaultGuardProbeWeight = 1
+)
 
 // Pool returns the named pool.
 func (c *Config) Pool(name string) (Pool, bool) {

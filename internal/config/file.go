@@ -144,8 +144,18 @@ type ruleFile struct {
 }
 
 type splitFile struct {
-	StickyKey string         `yaml:"sticky_key"`
-	Weights   map[string]int `yaml:"weights"`
+	StickyKey string               `yaml:"sticky_key"`
+	Weights   map[string]int       `yaml:"weights"`
+	Guards    map[string]guardFile `yaml:"guards"`
+}
+
+type guardFile struct {
+	MaxErrorRate *float64  `yaml:"max_error_rate"`
+	MaxLatency   *Duration `yaml:"max_latency"`
+	Window       *Duration `yaml:"window"`
+	MinRequests  *int      `yaml:"min_requests"`
+	CoolDown     *Duration `yaml:"cool_down"`
+	ProbeWeight  *int      `yaml:"probe_weight"`
 }
 
 // Duration is a Go duration written as a string in YAML and JSON ("30s", "5m").

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/google/cel-go/cel"
 
@@ -522,7 +523,63 @@ func buildSplit(in splitFile, pools map[string]bool, path fieldPath, ps *problem
 		}
 		s.Variants = append(s.Variants, Variant{Pool: pool, Weight: w})
 	}
+	for _, pool := range sortedKeys(in.Guards) {
+		gp := path.key("guards").key(pool)
+		i := slices.IndexFunc(s.Variants, func(v Variant) bool { return v.Pool == pool })
+		if i < 0 {
+			ps.at(gp, "pool %q is not a variant of this split", pool)
+			continue
+		}
+		s.Variants[i].Guard = buildGuard(in.Guards[pool], gp, ps)
+	}
+	if len(in.Guards) > 0 && len(in.Guards) >= len(s.Variants) {
+		ps.at(path.key("guards"), "at least one variant must be unguarded: it serves everyone when the guarded ones leave")
+	}
 	return s
+}
+
+func buildGuard(in guardFile, path fieldPath, ps *problems) *Guard {
+	g := &Guard{Window: DefaultGuardWindow, MinRequests: DefaultGuardMinRequests, ProbeWeight: DefaultGuardProbeWeight}
+	if in.MaxErrorRate != nil {
+		g.MaxErrorRate = *in.MaxErrorRate
+		if g.MaxErrorRate <= 0 || g.MaxErrorRate >= 1 {
+			ps.at(path.key("max_error_rate"), "must be in (0, 1), got %v", g.MaxErrorRate)
+		}
+	}
+	if in.MaxLatency != nil {
+		g.MaxLatency = *in.MaxLatency
+		if g.MaxLatency <= 0 {
+			ps.at(path.key("max_latency"), "must be positive")
+		}
+	}
+	if in.MaxErrorRate == nil && in.MaxLatency == nil {
+		ps.at(path, "a guard needs max_error_rate or max_latency (or both)")
+	}
+	if in.Window != nil {
+		g.Window = *in.Window
+		if g.Window < Duration(time.Second) || g.Window > Duration(time.Hour) {
+			ps.at(path.key("window"), "must be from 1s to 1h, got %v", g.Window.Std())
+		}
+	}
+	if in.MinRequests != nil {
+		g.MinRequests = *in.MinRequests
+		if g.MinRequests < 1 || g.MinRequests > MaxGuardSamples {
+			ps.at(path.key("min_requests"), "must be from 1 to %d, got %d", MaxGuardSamples, g.MinRequests)
+		}
+	}
+	if in.CoolDown != nil {
+		g.CoolDown = *in.CoolDown
+		if g.CoolDown <= 0 {
+			ps.at(path.key("cool_down"), "must be positive (leave it out for an operator to re-enable the variant)")
+		}
+	}
+	if in.ProbeWeight != nil {
+		g.ProbeWeight = *in.ProbeWeight
+		if g.ProbeWeight < 1 {
+			ps.at(path.key("probe_weight"), "must be a positive integer, got %d", g.ProbeWeight)
+		}
+	}
+	return g
 }
 
 func compileAt(src string, path fieldPath, ps *problems, want ...*cel.Type) *Expr {

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"errors"
+	"log/slog"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/affinity"
@@ -83,6 +84,9 @@ type Decision struct {
 	// HintAge is how long ago Runners[0] last reported its hints (or was
 	// marked loading one); zero when nothing was known of it.
 	HintAge time.Duration
+
+	// guard is the chosen variant's, which learns how the request ended.
+	guard *config.Guard
 }
 
 // Engine makes decisions and learns from what follows them; it is safe
@@ -96,6 +100,7 @@ type Engine struct {
 	reported func(addr, hints string)
 	awaiting *awaiting
 	metrics  *Metrics
+	guards   *guards
 }
 
 // Options configure an Engine.
@@ -116,8 +121,12 @@ type Options struct {
 	// Reported, when set, is told every hints header a runner reported on
 	// a response this replica saw (the cluster shares it with the others).
 	Reported func(addr, hints string)
-	// Metrics, when set, measure the policy's predictions.
+	// Metrics, when set, measure the policy's predictions and count split
+	// variants' changes.
 	Metrics *Metrics
+	// Log, when set, is told of split variants leaving or rejoining their
+	// split.
+	Log *slog.Logger
 }
 
 // New makes an Engine.
@@ -138,7 +147,7 @@ func New(o Options) *Engine {
 		}
 	}
 	return &Engine{runners: o.Runners, pickers: o.Pickers, hints: o.Hints, costs: o.Costs, now: o.Now, reported: o.Reported,
-		awaiting: newAwaiting(AwaitCapacity), metrics: o.Metrics}
+		awaiting: newAwaiting(AwaitCapacity), metrics: o.Metrics, guards: newGuards(o.Log, o.Metrics)}
 }
 
 // Jobs is the work this replica has in flight, by runner address, as the
@@ -175,6 +184,17 @@ func (e *Engine) Queued(addr string, maxConcurrency int) time.Duration {
 		return w.Wait(addr, maxConcurrency)
 	}
 	return 0
+}
+
+// Splits is every split of cfg as it stands: each variant's weight now,
+// its state and its guard's window.
+func (e *Engine) Splits(cfg *config.Config) []SplitStatus { return e.guards.status(cfg, e.now()) }
+
+// SetVariant puts a split variant back in every split of the route that
+// has it (enabled), or takes it out, as an operator would. It refuses to
+// take out a split's last variant in service.
+func (e *Engine) SetVariant(cfg *config.Config, route, pool string, enabled bool) error {
+	return e.guards.set(cfg, route, pool, enabled, e.now())
 }
 
 // Hints is the index the Engine learns runners' hints into.
@@ -214,8 +234,8 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	}
 	pool := rule.Pool
 	if rule.Split != nil {
-		pool = e.variant(rule.Split, act)
-		d.Variant = pool
+		v := e.variant(route.Name, d.Rule, rule.Split, act)
+		pool, d.Variant, d.guard = v.Pool, v.Pool, v.Guard
 	}
 	d.Target = rule.Target(pool)
 	d.Hint, d.HintSource = hint(cfg, route, req, act)

@@ -77,6 +77,7 @@ func (f *Flight) Keep(ring *decisions.Ring, rec *decisions.Record) {
 // Metrics are what the policy measures of its own predictions.
 type Metrics struct {
 	predictionError *prometheus.HistogramVec
+	variantChanges  *prometheus.CounterVec
 }
 
 // NewMetrics makes the policy's metrics and registers them on reg.
@@ -88,7 +89,11 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Buckets: []float64{-30, -10, -5, -2, -1, -0.5, -0.25, -0.1, -0.05, 0, 0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30},
 		}, []string{"pool"}),
 	}
-	reg.MustRegister(m.predictionError)
+	m.variantChanges = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "switchyard_split_variant_changes_total",
+		Help: "Split variants leaving or rejoining their split (a guard breached, a cool-down over, an operator), by route, pool and the state entered (active, ejected, probing).",
+	}, []string{"route", "pool", "state"})
+	reg.MustRegister(m.predictionError, m.variantChanges)
 	return m
 }
 
@@ -104,6 +109,15 @@ func (f *Flight) ended(r *Response) {
 	if r == nil {
 		e.Unreported = true
 	} else {
+		if d.guard != nil {
+			// What the client saw of the variant: no answer or a 5xx
+			// counts against it.
+			took := r.Elapsed
+			if took <= 0 {
+				took = f.e.now().Sub(f.at)
+			}
+			f.e.guards.observe(variantKey{d.Route, d.Rule, d.Variant}, d.guard, f.e.now(), r.Status == 0 || r.Status >= 500, took)
+		}
 		took := r.Elapsed
 		if took <= 0 {
 			took = f.e.now().Sub(f.at)

@@ -118,33 +118,58 @@ const HintFromSource = "hint_from"
 
 // variant picks a split's pool: by weighted rendezvous hashing of the
 // sticky key when there is one (a key keeps its variant while the weights
-// stay, and a weight change moves only the keys it must), else at random.
-func (e *Engine) variant(s *config.Split, act map[string]any) string {
-	if s.StickyKey != nil {
-		if key, ok := evalKey(s.StickyKey, act); ok {
-			return rendezvous(s.Variants, key)
+// stay, and a weight change moves only the keys it must: a variant that
+// leaves the split takes only its own keys elsewhere), else at random. The
+// weights are the variants' current ones (guards); it returns the chosen
+// variant.
+func (e *Engine) variant(route string, rule int, s *config.Split, act map[string]any) config.Variant {
+	var buf [8]int
+	ws := buf[:0]
+	if s.Guarded() || e.guards.tracked.Load() > 0 {
+		ws = e.guards.weights(route, rule, s, e.now(), ws)
+	} else {
+		for _, v := range s.Variants {
+			ws = append(ws, v.Weight)
 		}
 	}
 	total := 0
-	for _, v := range s.Variants {
-		total += v.Weight
+	for _, w := range ws {
+		total += w
+	}
+	if total == 0 {
+		// Every variant out (a guard cannot do this; a config change
+		// may): the configured weights.
+		ws = ws[:0]
+		for _, v := range s.Variants {
+			ws = append(ws, v.Weight)
+			total += v.Weight
+		}
+	}
+	if s.StickyKey != nil {
+		if key, ok := evalKey(s.StickyKey, act); ok {
+			return s.Variants[rendezvous(s.Variants, ws, key)]
+		}
 	}
 	n := rand.IntN(total)
-	for _, v := range s.Variants {
-		if n < v.Weight {
-			return v.Pool
+	for i, w := range ws {
+		if n < w {
+			return s.Variants[i]
 		}
-		n -= v.Weight
+		n -= w
 	}
-	return s.Variants[len(s.Variants)-1].Pool
+	return s.Variants[len(s.Variants)-1]
 }
 
 // rendezvous gives each variant the score weight / -ln(u), u uniform in
 // (0, 1) from a hash of key and variant; the highest score wins, which
-// picks each variant with probability proportional to its weight.
-func rendezvous(vs []config.Variant, key string) string {
-	best, bestScore := "", -1.0
-	for _, v := range vs {
+// picks each variant with probability proportional to its weight. Variants
+// of weight 0 are out. It returns the winner's index.
+func rendezvous(vs []config.Variant, ws []int, key string) int {
+	best, bestScore := 0, -1.0
+	for i, v := range vs {
+		if ws[i] == 0 {
+			continue
+		}
 		// A fixed hash (not a per-process seed): a key keeps its variant
 		// across restarts and across edges.
 		h := xxhash.New()
@@ -152,9 +177,9 @@ func rendezvous(vs []config.Variant, key string) string {
 		h.Write([]byte{0})
 		h.WriteString(v.Pool)
 		u := (float64(h.Sum64()>>11) + 0.5) / (1 << 53)
-		score := float64(v.Weight) / -math.Log(u)
+		score := float64(ws[i]) / -math.Log(u)
 		if score > bestScore {
-			best, bestScore = v.Pool, score
+			best, bestScore = i, score
 		}
 	}
 	return best

@@ -73,7 +73,7 @@ func New(o Options) (*Server, error) {
 	// address starts with no known hints and no work, whatever an earlier
 	// one held.
 	s.runners = registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) { s.engine.Forget(addr) }})
-	s.engine = policy.New(policy.Options{Runners: s.runners, Metrics: policy.NewMetrics(reg), Reported: func(addr, hints string) {
+	s.engine = policy.New(policy.Options{Runners: s.runners, Metrics: policy.NewMetrics(reg), Log: s.log, Reported: func(addr, hints string) {
 		if s.cluster != nil {
 			s.cluster.Reported(addr, hints)
 		}
@@ -141,6 +141,7 @@ func New(o Options) (*Server, error) {
 			},
 			Costs:     func() any { return s.engine.Costs().Snapshot() },
 			Decisions: s.decisions,
+			Splits:    s.engine,
 			Gatherer:  reg,
 			Log:       s.log,
 			Metrics:   admin.NewMetrics(reg),
