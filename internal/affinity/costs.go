@@ -30,11 +30,50 @@ type Costs struct {
 type costEstimate struct {
 	hit, miss   ewma
 	hits, fails int
-	// With a route's cost expression, requests have a size (units): rate
-	// is a hit's time per unit and load what a miss adds to it (a model
+	// With a route's cost expression, requests have a size (units): a
+	// hit takes base + rate × units (a line fitted to the hits, by
+	// exponentially weighted least squares, so that a fixed overhead does
+	// not inflate small requests' rate) and a miss a load more (a model
 	// load does not grow with the request).
-	rate, load               ewma
+	fit                      lineFit
+	load                     ewma
 	rateSamples, loadSamples int
+}
+
+// lineFit is an exponentially weighted least-squares fit of y = a + b·x.
+type lineFit struct {
+	x, y, xx, xy ewma
+}
+
+func (l *lineFit) add(x, y float64, first bool) {
+	l.x.add(x, first)
+	l.y.add(y, first)
+	l.xx.add(x*x, first)
+	l.xy.add(x*y, first)
+}
+
+// line is the fit's intercept and slope; with too little spread in x to
+// tell them apart, the line through the origin and the means.
+func (l *lineFit) line() (a, b float64) {
+	mx, my := float64(l.x), float64(l.y)
+	vx := float64(l.xx) - mx*mx
+	if vx <= 1e-9*max(float64(l.xx), 1e-12) {
+		return 0, my / mx
+	}
+	b = (float64(l.xy) - mx*my) / vx
+	a = my - b*mx
+	if b <= 0 || a < 0 {
+		// Noise can tip a fit over: a request never costs less for being
+		// larger, nor less than nothing when tiny.
+		return 0, my / mx
+	}
+	return a, b
+}
+
+// at is the fit's y for x.
+func (l *lineFit) at(x float64) float64 {
+	a, b := l.line()
+	return a + b*x
 }
 
 // ewma is an exponentially weighted moving mean.
@@ -85,24 +124,24 @@ func (c *Costs) ObserveSized(pool string, hit bool, d time.Duration, units float
 		return
 	}
 	if hit {
-		e.rate.add(float64(d)/units, e.rateSamples == 0)
+		e.fit.add(units, float64(d), e.rateSamples == 0)
 		e.rateSamples++
 	} else if e.rateSamples >= costMinSamples {
-		e.load.add(max(float64(d)-float64(e.rate)*units, 0), e.loadSamples == 0)
+		e.load.add(max(float64(d)-e.fit.at(units), 0), e.loadSamples == 0)
 		e.loadSamples++
 	}
 }
 
 // For returns what a request of units (from its route's cost expression)
-// is expected to take in pool: units times the pool's time per unit, plus
-// a load on a miss, once both are learnt. Without units (0), or until
+// is expected to take in pool: the pool's fixed time plus units times its
+// time per unit, plus a load on a miss, once both are learnt. Without units (0), or until
 // then, it is Get's per-request average.
 func (c *Costs) For(pool string, units float64) Cost {
 	if units > 0 {
 		c.mu.Lock()
 		e, ok := c.pools[pool]
 		if ok && e.rateSamples >= costMinSamples && e.loadSamples >= costMinSamples && e.load > 0 {
-			hit := time.Duration(float64(e.rate) * units)
+			hit := time.Duration(e.fit.at(units))
 			c.mu.Unlock()
 			return Cost{Hit: hit, Miss: hit + time.Duration(e.load)}
 		}
@@ -129,8 +168,9 @@ type PoolCost struct {
 	Hits       int     `json:"hit_samples"`
 	Misses     int     `json:"miss_samples"`
 	Known      bool    `json:"known"`
-	// With a cost expression: a hit's time per unit of cost, and what a
-	// model load adds, with their sample counts.
+	// With a cost expression: a hit's fixed time and time per unit of
+	// cost, and what a model load adds, with their sample counts.
+	BaseMillis    float64 `json:"hit_ms_base,omitempty"`
 	PerUnitMillis float64 `json:"hit_ms_per_unit,omitempty"`
 	LoadMillis    float64 `json:"load_ms,omitempty"`
 	UnitSamples   int     `json:"per_unit_samples,omitempty"`
@@ -143,10 +183,14 @@ func (c *Costs) Snapshot() map[string]PoolCost {
 	defer c.mu.Unlock()
 	out := make(map[string]PoolCost, len(c.pools))
 	for p, e := range c.pools {
+		var base, rate float64
+		if e.rateSamples > 0 {
+			base, rate = e.fit.line()
+		}
 		out[p] = PoolCost{
 			HitMillis: float64(e.hit) / 1e6, MissMillis: float64(e.miss) / 1e6, Hits: e.hits, Misses: e.fails,
-			Known:         e.hits >= costMinSamples && e.fails >= costMinSamples && e.miss > e.hit,
-			PerUnitMillis: float64(e.rate) / 1e6, LoadMillis: float64(e.load) / 1e6, UnitSamples: e.rateSamples, LoadSamples: e.loadSamples,
+			Known:      e.hits >= costMinSamples && e.fails >= costMinSamples && e.miss > e.hit,
+			BaseMillis: base / 1e6, PerUnitMillis: rate / 1e6, LoadMillis: float64(e.load) / 1e6, UnitSamples: e.rateSamples, LoadSamples: e.loadSamples,
 		}
 	}
 	return out

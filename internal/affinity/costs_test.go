@@ -173,3 +173,23 @@ func TestCostsPerUnit(t *testing.T) {
 		t.Errorf("snapshot %+v", snap)
 	}
 }
+
+// A fixed overhead on every request (the edge, the network) is learnt
+// apart from the time per unit: it does not inflate small requests' rate.
+func TestCostsFixedOverhead(t *testing.T) {
+	c := affinity.NewCosts()
+	base, rate, load := 2*time.Millisecond, 100*time.Millisecond, time.Second
+	for i := range 40 {
+		units := []float64{0.03, 0.5, 1, 3, 6}[i%5]
+		c.ObserveSized("p", true, base+time.Duration(units*float64(rate)), units)
+		c.ObserveSized("p", false, base+load+time.Duration(units*float64(rate)), units)
+	}
+	near := func(got, want time.Duration) bool { return got > want-want/20 && got < want+want/20 }
+	tiny, big := c.For("p", 0.03), c.For("p", 6)
+	if !near(tiny.Hit, base+3*time.Millisecond) || !near(big.Hit, base+600*time.Millisecond) || !near(big.Miss-big.Hit, load) {
+		t.Errorf("tiny %+v, big %+v: want 2 ms + 100 ms per unit, and a 1 s load", tiny, big)
+	}
+	if s := c.Snapshot()["p"]; s.BaseMillis < 1.9 || s.BaseMillis > 2.1 || s.PerUnitMillis < 99 || s.PerUnitMillis > 101 {
+		t.Errorf("snapshot %+v", s)
+	}
+}
