@@ -289,13 +289,15 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cost Cost) Pick {
 	c := estimate(cost)
 	type scored struct {
-		i     int
-		t     time.Duration
-		wait  time.Duration
-		holds bool
-		full  bool
-		hints int
-		tie   uint64
+		i    int
+		t    time.Duration // the score: finish, plus an eviction's price
+		wait time.Duration
+		// finish is the expected time to the request's response.
+		finish time.Duration
+		holds  bool
+		full   bool
+		hints  int
+		tie    uint64
 	}
 	var top [1 + MaxAlternatives]scored
 	n := 0
@@ -342,15 +344,16 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 		}
 		s := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
 		s.wait = rb.wait(now, int(limit))
-		s.t = s.wait
 		if has {
-			s.t += c.Hit
+			s.finish = s.wait + c.Hit
 		} else {
-			s.t += c.Miss
-			if full {
-				s.full = true
-				s.t += evictLoads * c.Load()
-			}
+			s.finish = s.wait + c.Miss
+		}
+		s.t = s.finish
+		if !has && full {
+			// Not time: the price of the model the load would evict.
+			s.full = true
+			s.t += evictLoads * c.Load()
 		}
 		j := n
 		if j == len(top) {
@@ -379,7 +382,7 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 	for j := range min(n, len(pick.Reasons)) {
 		s := &top[j]
 		load := out[j].InFlight()
-		pick.Reasons[j] = Reason{InFlight: load, Warm: s.holds, Busy: load >= limit, Wait: s.wait, Finish: s.t, Evicts: s.full}
+		pick.Reasons[j] = Reason{InFlight: load, Warm: s.holds, Busy: load >= limit, Wait: s.wait, Finish: s.finish, Evicts: s.full}
 	}
 	switch {
 	case top[0].holds:
