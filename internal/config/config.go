@@ -137,6 +137,10 @@ type Server struct {
 	GRPCTLS *GRPCTLS `json:"grpc_tls,omitempty"`
 	// AdminTLS, when set, serves the admin API over HTTPS.
 	AdminTLS *AdminTLS `json:"admin_tls,omitempty"`
+	// Pipelines is the address switchyard runs pipeline routes' requests
+	// on, for Envoy only; it listens there only while a route declares a
+	// pipeline.
+	Pipelines string `json:"pipelines"`
 }
 
 // AdminTLS is HTTPS on the admin port (server.admin_tls). With
@@ -307,6 +311,9 @@ type Route struct {
 	OnInvalidBody string   `json:"on_invalid_body"`
 	Timeout       Duration `json:"timeout"`
 	Rules         []Rule   `json:"rules"`
+	// Pipeline, when set, makes the route a pipeline: switchyard runs its
+	// steps, each a request through the edge, and the route has no rules.
+	Pipeline *Pipeline `json:"pipeline,omitempty"`
 
 	needsBody  bool
 	bodyFields [][]string
@@ -549,6 +556,9 @@ func (c *Config) RequestHeadersRead(listener string) (names []string, ok bool) {
 // switchyard picks, or a body to check (on_invalid_body: reject). A route that always ends in one pool that
 // Envoy balances by itself is left to Envoy: no exchange at all.
 func (c *Config) Decides(r *Route) bool {
+	if r.Pipeline != nil {
+		return false // switchyard's pipeline executor answers; its steps are decided as requests of their own
+	}
 	ts := r.Targets()
 	if len(ts) != 1 || (r.needsBody && r.OnInvalidBody == InvalidBodyReject) {
 		return true

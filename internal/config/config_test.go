@@ -67,7 +67,7 @@ routes: [{name: r, match: {prefix: /}, timeout: 90s, rules: [{pool: p}]}]
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.Duration(config.DefaultDrainTimeout), MaxBodyBytes: config.DefaultMaxBodyBytes}
+	want := config.Server{GRPC: config.DefaultGRPC, Admin: config.DefaultAdmin, DrainTimeout: config.Duration(config.DefaultDrainTimeout), MaxBodyBytes: config.DefaultMaxBodyBytes, Pipelines: config.DefaultPipelines}
 	if diff := cmp.Diff(want, cfg.Server); diff != "" {
 		t.Errorf("server (-want +got):\n%s", diff)
 	}

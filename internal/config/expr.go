@@ -31,6 +31,10 @@ type Expr struct {
 	// headers in a way that names no fixed header.
 	HeaderNames []string
 	AllHeaders  bool
+	// UsesSteps says a pipeline expression reads the earlier steps'
+	// outputs; StepsRead names the steps it reads by a fixed name.
+	UsesSteps bool
+	StepsRead []string
 }
 
 func (e *Expr) MarshalJSON() ([]byte, error) { return json.Marshal(e.Source) }

@@ -55,6 +55,7 @@ type serverFile struct {
 	AdminAuth    *adminAuthFile `yaml:"admin_auth"`
 	GRPCTLS      *grpcTLSFile   `yaml:"grpc_tls"`
 	AdminTLS     *adminTLSFile  `yaml:"admin_tls"`
+	Pipelines    string         `yaml:"pipelines"`
 }
 
 type adminTLSFile struct {
@@ -121,14 +122,27 @@ type runnerFile struct {
 }
 
 type routeFile struct {
-	Name          string     `yaml:"name"`
-	Match         matchFile  `yaml:"match"`
-	Listeners     []string   `yaml:"listeners"`
-	HintFrom      string     `yaml:"hint_from"`
-	Cost          string     `yaml:"cost"`
-	OnInvalidBody string     `yaml:"on_invalid_body"`
-	Timeout       *Duration  `yaml:"timeout"`
-	Rules         []ruleFile `yaml:"rules"`
+	Name          string        `yaml:"name"`
+	Match         matchFile     `yaml:"match"`
+	Listeners     []string      `yaml:"listeners"`
+	HintFrom      string        `yaml:"hint_from"`
+	Cost          string        `yaml:"cost"`
+	OnInvalidBody string        `yaml:"on_invalid_body"`
+	Timeout       *Duration     `yaml:"timeout"`
+	Rules         []ruleFile    `yaml:"rules"`
+	Pipeline      *pipelineFile `yaml:"pipeline"`
+}
+
+type pipelineFile struct {
+	Timeout *Duration  `yaml:"timeout"`
+	Steps   []stepFile `yaml:"steps"`
+	Output  string     `yaml:"output"`
+}
+
+type stepFile struct {
+	Name  string `yaml:"name"`
+	Route string `yaml:"route"`
+	Input string `yaml:"input"`
 }
 
 type matchFile struct {

@@ -190,6 +190,10 @@ func buildServer(in serverFile, path fieldPath, ps *problems) Server {
 	if s.Admin == "" {
 		s.Admin = DefaultAdmin
 	}
+	s.Pipelines = in.Pipelines
+	if s.Pipelines == "" {
+		s.Pipelines = DefaultPipelines
+	}
 	if in.DrainTimeout != nil {
 		s.DrainTimeout = *in.DrainTimeout
 		if s.DrainTimeout <= 0 {
@@ -200,6 +204,12 @@ func buildServer(in serverFile, path fieldPath, ps *problems) Server {
 	checkHostPort(s.Admin, path.key("admin"), ps)
 	if s.GRPC == s.Admin {
 		ps.at(path.key("admin"), "admin and grpc cannot share %s", s.Admin)
+	}
+	if in.Pipelines != "" {
+		checkHostPort(s.Pipelines, path.key("pipelines"), ps)
+		if s.Pipelines == s.GRPC || s.Pipelines == s.Admin {
+			ps.at(path.key("pipelines"), "pipelines cannot share %s with grpc or admin", s.Pipelines)
+		}
 	}
 	return s
 }
@@ -398,6 +408,15 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 				ps.at(rp.key("timeout"), "must be positive")
 			}
 		}
+		if r.Pipeline != nil {
+			route.Pipeline = buildPipeline(r, rp, ps)
+			route.Timeout = route.Pipeline.Timeout
+			route.OnInvalidBody = InvalidBodyReject // a pipeline needs its JSON body
+			route.classifyBody()
+			checkShadowed(out, route, rp, ps)
+			out = append(out, route)
+			continue
+		}
 		switch r.OnInvalidBody {
 		case "", InvalidBodyDefault:
 			route.OnInvalidBody = InvalidBodyDefault
@@ -418,16 +437,22 @@ func buildRoutes(in []routeFile, cfg *Config, path fieldPath, ps *problems) []Ro
 		for j, rule := range r.Rules {
 			route.Rules = append(route.Rules, buildRule(rule, j == len(r.Rules)-1, pools, rp.key("rules").idx(j), ps))
 		}
-		for j := range i {
-			if shadows(out[j], route) {
-				ps.at(rp.key("match"), "route %q is never used: route %q before it matches every request it would", route.Name, out[j].Name)
-				break
-			}
-		}
+		checkShadowed(out, route, rp, ps)
 		route.classifyBody()
 		out = append(out, route)
 	}
+	checkSteps(out, path, ps)
 	return out
+}
+
+// checkShadowed reports a route that the routes before it leave no request.
+func checkShadowed(before []Route, route Route, rp fieldPath, ps *problems) {
+	for _, b := range before {
+		if shadows(b, route) {
+			ps.at(rp.key("match"), "route %q is never used: route %q before it matches every request it would", route.Name, b.Name)
+			return
+		}
+	}
 }
 
 func checkMatch(m Match, path fieldPath, ps *problems) {

@@ -34,6 +34,21 @@ const (
 	HeaderExplain = "x-switchyard-explain"
 )
 
+// Pipelines. Envoy sends a pipeline route's requests to switchyard's
+// pipeline executor with HeaderPipelineRoute (the config route) and
+// HeaderPipelineEdge (the URL of the listener the request came in on,
+// where the steps go); both carry the reserved prefix, so a client cannot
+// set them. The executor answers with HeaderPipeline: each step's pool and
+// runner. Every step's request carries HeaderPipelineStep
+// (pipeline/step): it is not reserved, so it survives the edge, and the
+// executor refuses a request that has it (a step never runs a pipeline).
+const (
+	HeaderPipelineRoute = "x-switchyard-pipeline-route"
+	HeaderPipelineEdge  = "x-switchyard-edge"
+	HeaderPipeline      = "x-switchyard-pipeline"
+	HeaderPipelineStep  = "switchyard-pipeline-step"
+)
+
 // The runner list for Envoy's override_host load balancer: an ordered
 // "ip:port,ip:port" string in dynamic metadata namespace LBNamespace, key
 // EndpointKey (the names of the Gateway API Inference Extension's endpoint

@@ -93,6 +93,9 @@ func fallbackTargets(cfg *config.Config) []config.Target {
 	seen := map[string]bool{}
 	var out []config.Target
 	for _, r := range cfg.Routes {
+		if r.Pipeline != nil {
+			continue // no pools: the executor answers
+		}
 		for _, t := range append(r.Targets(), r.DefaultTarget()) {
 			if len(t.Fallback) > 0 && !seen[t.Name()] {
 				seen[t.Name()] = true

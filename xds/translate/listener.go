@@ -101,6 +101,9 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},
 	}
+	if cfg.HasPipelines() {
+		hcm.LocalReplyConfig.Mappers = append(hcm.LocalReplyConfig.Mappers, pipelinesUnavailable())
+	}
 	chain := &listenerv3.FilterChain{
 		Filters: []*listenerv3.Filter{{
 			Name:       "envoy.filters.network.http_connection_manager",

@@ -29,6 +29,10 @@ func routeConfig(cfg *config.Config, l config.Listener) *routev3.RouteConfigurat
 		if !slices.Contains(r.Listeners, l.Name) {
 			continue
 		}
+		if r.Pipeline != nil {
+			vh.Routes = append(vh.Routes, pipelineRoute(cfg, l, r))
+			continue
+		}
 		for _, target := range r.Targets() {
 			m := pathMatch(r.Match)
 			m.Headers = []*routev3.HeaderMatcher{{

@@ -74,6 +74,13 @@ func Translate(in Input) (*Resources, error) {
 		return nil, err
 	}
 	out.Clusters = append(out.Clusters, ext)
+	if cfg.HasPipelines() {
+		pc, err := pipelinesCluster(cfg.Server.Pipelines)
+		if err != nil {
+			return nil, err
+		}
+		out.Clusters = append(out.Clusters, pc)
+	}
 	out.Secrets = Secrets(cfg.Server.GRPCTLS)
 	sortByName(out.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(out.Routes, (*routev3.RouteConfiguration).GetName)
