@@ -116,6 +116,13 @@ func validate(args []string, stdout, stderr io.Writer) error {
 
 // requestPath says what a route's requests cost on the way through Envoy.
 func requestPath(cfg *config.Config, r *config.Route) string {
+	if p := r.Pipeline; p != nil {
+		steps := make([]string, len(p.Steps))
+		for i, s := range p.Steps {
+			steps[i] = s.Name + " (" + s.Route + " " + s.Path + ")"
+		}
+		return fmt.Sprintf("pipeline run by switchyard at %s, timeout %v: %s; each step a request through the edge", cfg.Server.Pipelines, p.Timeout.Std(), strings.Join(steps, " → "))
+	}
 	if !cfg.Decides(r) {
 		return "left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)"
 	}

@@ -129,3 +129,28 @@ routes: [{name: r, match: {prefix: /}, rules: [{pool: a}]}]
 		t.Fatal("serve did not stop after its context ended")
 	}
 }
+
+// validate says what runs a pipeline route and where its steps go.
+func TestValidatePipeline(t *testing.T) {
+	p := write(t, `listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+pools: [{name: a}, {name: b}]
+routes:
+  - name: clean-upscale
+    match: {path: /v1/pipelines/clean-upscale}
+    pipeline:
+      timeout: 2m
+      steps:
+        - {name: upscale, route: upscale, input: '{"image_url": body.image_url}'}
+        - {name: remove-background, route: remove-background, input: '{"image_url": steps.upscale.image_url}'}
+  - {name: upscale, match: {prefix: /v1/upscale}, rules: [{pool: a}]}
+  - {name: remove-background, match: {prefix: /v1/remove-background}, rules: [{pool: b}]}
+`)
+	var out, errOut bytes.Buffer
+	if err := cli.Main(context.Background(), []string{"validate", p}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	want := "  route clean-upscale: pipeline run by switchyard at 127.0.0.1:18002, timeout 2m0s: upscale (upscale /v1/upscale) → remove-background (remove-background /v1/remove-background); each step a request through the edge\n"
+	if !strings.Contains(out.String(), want) {
+		t.Errorf("stdout lacks\n%s\ngot:\n%s", want, out.String())
+	}
+}

@@ -22,6 +22,7 @@ import (
 	"github.com/switchyard/switchyard/internal/configwatch"
 	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/mtls"
+	"github.com/switchyard/switchyard/internal/pipeline"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
 	"github.com/switchyard/switchyard/xds"
@@ -47,6 +48,9 @@ type Server struct {
 	pub       *xds.Publisher
 	grpc      *grpc.Server
 	admin     *http.Server
+	// pipelines runs pipeline routes' requests for Envoy; it listens on
+	// server.pipelines once a config declares a pipeline.
+	pipelines *http.Server
 	acks      *xds.Acks // set by Run, which registers ADS for its context
 }
 
@@ -148,6 +152,14 @@ func New(o Options) (*Server, error) {
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
+	s.pipelines = &http.Server{
+		Handler: pipeline.New(pipeline.Options{
+			Config:  s.current.Load,
+			Log:     s.log,
+			Metrics: pipeline.NewMetrics(reg),
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
 	return s, nil
 }
 
@@ -161,8 +173,8 @@ func (s *Server) warn(c *config.Config) {
 // reload serves c, a valid new config, keeping the settings that apply
 // only at start.
 func (s *Server) reload(c *config.Config) {
-	if cur := s.current.Load(); c.Server.GRPC != cur.Server.GRPC || c.Server.Admin != cur.Server.Admin || c.Server.MaxBodyBytes != cur.Server.MaxBodyBytes || !reflect.DeepEqual(c.Cluster, cur.Cluster) {
-		s.log.Warn("server.grpc, server.admin, server.max_body_bytes and cluster apply at the next restart; keeping the running ones", "file", c.File)
+	if cur := s.current.Load(); c.Server.GRPC != cur.Server.GRPC || c.Server.Admin != cur.Server.Admin || c.Server.Pipelines != cur.Server.Pipelines || c.Server.MaxBodyBytes != cur.Server.MaxBodyBytes || !reflect.DeepEqual(c.Cluster, cur.Cluster) {
+		s.log.Warn("server.grpc, server.admin, server.pipelines, server.max_body_bytes and cluster apply at the next restart; keeping the running ones", "file", c.File)
 		c = withBound(c, cur)
 	}
 	s.warn(c)
@@ -190,6 +202,7 @@ func (s *Server) rejected(err error) {
 func withBound(c, started *config.Config) *config.Config {
 	cp := *c
 	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = started.Server.GRPC, started.Server.Admin, started.Server.MaxBodyBytes
+	cp.Server.Pipelines = started.Server.Pipelines
 	cp.Cluster = started.Cluster
 	return &cp
 }

@@ -57,7 +57,34 @@ func (s *Server) Run(ctx context.Context) error {
 		return errors.New("the initial snapshot could not be published; see the log")
 	}
 
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
+	// The pipelines port is bound only once a route declares a pipeline
+	// (a reload may add the first): a config without one needs no third
+	// port. Envoy's pipeline routes fail with a JSON 503 until it listens.
+	pipelinesOn := false
+	servePipelines := func() error {
+		c := s.current.Load()
+		if pipelinesOn || !c.HasPipelines() {
+			return nil
+		}
+		lis, err := net.Listen("tcp", c.Server.Pipelines)
+		if err != nil {
+			return fmt.Errorf("pipelines listener: %w", err)
+		}
+		pipelinesOn = true
+		s.log.Info("running pipelines", "address", lis.Addr().String())
+		go func() {
+			if err := s.pipelines.Serve(lis); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		}()
+		return nil
+	}
+	if err := servePipelines(); err != nil {
+		grpcLis.Close()
+		adminLis.Close()
+		return err
+	}
 	go func() { errc <- s.grpc.Serve(grpcLis) }()
 	go func() {
 		if err := s.admin.Serve(adminLis); !errors.Is(err, http.ErrServerClosed) {
@@ -117,6 +144,9 @@ loop:
 			runErr = err
 			break loop
 		case <-reloaded:
+			if err := servePipelines(); err != nil {
+				s.log.Error("the config declares a pipeline, but its port cannot be bound; pipeline routes answer 503", "error", err)
+			}
 			push()
 		case <-s.runners.Changed():
 			if wait := MinPushInterval - time.Since(lastPush); wait > 0 {
@@ -133,7 +163,7 @@ loop:
 		}
 	}
 	cancel()
-	shutdown(s.grpc, s.admin)
+	shutdown(s.grpc, s.admin, s.pipelines)
 	return runErr
 }
 
@@ -161,10 +191,12 @@ func (s *Server) rebuild(ctx context.Context) {
 	_ = s.pub.Publish(ctx, res) // logged and counted by Publish
 }
 
-func shutdown(g *grpc.Server, h *http.Server) {
+func shutdown(g *grpc.Server, hs ...*http.Server) {
 	ctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
 	defer cancel()
-	_ = h.Shutdown(ctx)
+	for _, h := range hs {
+		_ = h.Shutdown(ctx)
+	}
 	done := make(chan struct{})
 	go func() { g.GracefulStop(); close(done) }()
 	select {

@@ -13,13 +13,14 @@ import (
 
 // reply is a runner's JSON answer, success or error.
 type reply struct {
-	Runner  string            `json:"runner"`
-	Model   string            `json:"model"`
-	Hit     bool              `json:"hit"`
-	Path    string            `json:"path"`
-	Method  string            `json:"method"`
-	Headers map[string]string `json:"headers"`
-	Error   string            `json:"error"`
+	Runner   string            `json:"runner"`
+	Model    string            `json:"model"`
+	Hit      bool              `json:"hit"`
+	Path     string            `json:"path"`
+	Method   string            `json:"method"`
+	Headers  map[string]string `json:"headers"`
+	ImageURL string            `json:"image_url"`
+	Error    string            `json:"error"`
 }
 
 // call is one request to a runner.

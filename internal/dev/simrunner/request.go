@@ -32,6 +32,9 @@ type job struct {
 	model         string
 	width, height float64 // 0 when the body has no usable size
 	steps         float64 // 0 when the body names none
+	// imageURL is the body's image_url: the answer names the image the
+	// runner made from it, so a chain of steps shows in the last answer.
+	imageURL string
 }
 
 // parseJob reads the fields the runner cares about. A body that is not a
@@ -45,6 +48,7 @@ func parseJob(body []byte, h http.Header) job {
 		_ = json.Unmarshal(fields["width"], &j.width)
 		_ = json.Unmarshal(fields["height"], &j.height)
 		_ = json.Unmarshal(fields["num_inference_steps"], &j.steps)
+		_ = json.Unmarshal(fields["image_url"], &j.imageURL)
 	}
 	if j.width <= 0 || j.height <= 0 {
 		j.width, j.height = 0, 0

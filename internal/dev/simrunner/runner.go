@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"path"
 	"slices"
 	"strings"
 	"sync"
@@ -201,14 +202,21 @@ func (r *Runner) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		r.writeCanceled(w, req, err)
 		return
 	}
-	r.writeJSON(w, req, http.StatusOK, map[string]any{
+	answer := map[string]any{
 		"runner":  r.currentName(req),
 		"model":   j.model,
 		"hit":     hit,
 		"path":    req.URL.Path,
 		"method":  req.Method,
 		"headers": echoHeaders(req.Header),
-	})
+	}
+	if j.imageURL != "" {
+		// The image "made" from the input: its URL with the work done
+		// (the path's last segment) appended, so a pipeline's chain of
+		// steps can be read off its final answer.
+		answer["image_url"] = j.imageURL + "+" + path.Base(req.URL.Path)
+	}
+	r.writeJSON(w, req, http.StatusOK, answer)
 }
 
 func (r *Runner) readBody(w http.ResponseWriter, req *http.Request) ([]byte, error) {

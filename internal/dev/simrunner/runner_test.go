@@ -144,6 +144,19 @@ func TestRequestFields(t *testing.T) {
 	}
 }
 
+// An image_url in the body comes back with the work done appended, so a
+// pipeline's chain of steps shows in its last answer; without one, none.
+func TestImageURLAnswer(t *testing.T) {
+	r := New(Options{Name: "r1", Sleep: (&recorder{}).sleep})
+	got := decode(t, do(t, t.Context(), r, call{path: "/v1/remove-background", body: `{"image_url": "s3://cat.png+upscale"}`}))
+	if got.ImageURL != "s3://cat.png+upscale+remove-background" {
+		t.Errorf("image_url %q", got.ImageURL)
+	}
+	if got := decode(t, do(t, t.Context(), r, modelCall("flux"))); got.ImageURL != "" {
+		t.Errorf("image_url %q without one in the body", got.ImageURL)
+	}
+}
+
 func TestInferTimeScalesWithPixels(t *testing.T) {
 	tests := []struct {
 		name string
