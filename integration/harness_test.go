@@ -59,9 +59,11 @@ type Stack struct {
 	Dir        string
 	ConfigPath string
 	GRPCAddr   string
-	AdminURL   string // switchyard's admin API
-	EdgeURL    string // Envoy's listener
-	Envoy      *envoy.Process
+	// PipelinesAddr is switchyard's pipelines port (server.pipelines).
+	PipelinesAddr string
+	AdminURL      string // switchyard's admin API
+	EdgeURL       string // Envoy's listener
+	Envoy         *envoy.Process
 
 	mu sync.Mutex
 	sw *supervise.Process
@@ -92,7 +94,10 @@ func NewStack(t *testing.T, sc StackConfig) *Stack {
 	s.AdminURL = "http://" + adminAddr
 	s.EdgeURL = "http://127.0.0.1:" + strconv.Itoa(edgePort)
 	s.ConfigPath = filepath.Join(s.Dir, "switchyard.yaml")
-	server := fmt.Sprintf("server:\n  grpc: %s\n  admin: %s\n", s.GRPCAddr, adminAddr)
+	// The pipelines port too: switchyard binds it only for a config with
+	// a pipeline, and the default would collide between parallel stacks.
+	s.PipelinesAddr = "127.0.0.1:" + strconv.Itoa(freePort(t))
+	server := fmt.Sprintf("server:\n  grpc: %s\n  admin: %s\n  pipelines: %s\n", s.GRPCAddr, adminAddr, s.PipelinesAddr)
 	for _, line := range strings.Split(strings.TrimSpace(sc.Server), "\n") {
 		if line != "" {
 			server += "  " + line + "\n"
