@@ -75,6 +75,10 @@ type exampleExpect struct {
 	// Body holds top-level fields of the JSON answer, e.g. the model the
 	// runner received ({model: flux-dev}) or the error of a 400.
 	Body map[string]string `yaml:"body"`
+	// Pipeline maps a pipeline's steps to the pool each must have gone
+	// to, as x-switchyard-pipeline says (step=pool@runner,...); each
+	// step's runner must be in that pool.
+	Pipeline map[string]string `yaml:"pipeline"`
 	// SameRunnerAs and OtherRunnerThan name an earlier check whose (last)
 	// reply came from the same, or another, runner.
 	SameRunnerAs    string `yaml:"same_runner_as"`
@@ -139,7 +143,7 @@ type example struct {
 }
 
 // seedScenarios are the examples the seed pages call for; each must exist.
-var seedScenarios = []string{"route-by-size", "model-variants", "ab-test", "hint-affinity", "fallback", "cost-optimisation"}
+var seedScenarios = []string{"route-by-size", "model-variants", "ab-test", "hint-affinity", "fallback", "cost-optimisation", "pipeline"}
 
 // loadExamples loads every examples/*/switchyard.yaml and fails on any
 // problem: an invalid config, runner addresses shared between examples (two
@@ -458,6 +462,26 @@ func verifyExample(t *testing.T, ex example, f *exampleFleet, c exampleCheck, o 
 			fail("answer field %s = %v, want %q", k, o.reply.Body[k], e.Body[k])
 		}
 	}
+	if e.Pipeline != nil {
+		steps := map[string]string{} // step → pool@runner
+		for _, part := range strings.Split(o.reply.Header.Get("x-switchyard-pipeline"), ",") {
+			if step, where, ok := strings.Cut(part, "="); ok {
+				steps[step] = where
+			}
+		}
+		for _, step := range exampleKeys(e.Pipeline) {
+			pool, runner, _ := strings.Cut(steps[step], "@")
+			switch {
+			case pool != e.Pipeline[step]:
+				fail("step %s went to pool %q, want %q (x-switchyard-pipeline %q)", step, pool, e.Pipeline[step], o.reply.Header.Get("x-switchyard-pipeline"))
+			case f.poolOfAddr[runner] != pool:
+				fail("step %s: runner %q is not in pool %s", step, runner, pool)
+			}
+		}
+		if len(steps) > len(e.Pipeline) && o.status == http.StatusOK {
+			fail("x-switchyard-pipeline %q has more steps than expected", o.reply.Header.Get("x-switchyard-pipeline"))
+		}
+	}
 	// Whatever the check expects, a served reply's decision headers must
 	// name the pool whose runner actually served it.
 	if o.runner != "" {
@@ -522,7 +546,7 @@ func logExampleOutcome(t *testing.T, c exampleCheck, outs []exampleOutcome) {
 	o := outs[len(outs)-1]
 	h := o.reply.Header
 	line := fmt.Sprintf("%-22s %d pool=%s runner=%s(%s)", c.Name, o.status, h.Get("x-switchyard-pool"), o.runner, h.Get("x-switchyard-runner"))
-	for _, k := range []string{"x-switchyard-variant", "x-switchyard-hint", "x-fal-runner-hints"} {
+	for _, k := range []string{"x-switchyard-variant", "x-switchyard-hint", "x-fal-runner-hints", "x-switchyard-pipeline"} {
 		if v := h.Get(k); v != "" {
 			line += fmt.Sprintf(" %s=%s", strings.TrimPrefix(k, "x-switchyard-"), v)
 		}

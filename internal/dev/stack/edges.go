@@ -19,7 +19,7 @@ import (
 
 // EdgePortStep is how far apart the edges' ports are: edge k (from 1)
 // listens on each configured port plus (k-1)·EdgePortStep, for Envoy's
-// listeners and switchyard's gRPC and admin ports alike.
+// listeners and switchyard's gRPC, admin and pipelines ports alike.
 const EdgePortStep = 100
 
 // EdgesOptions configure StartEdges.
@@ -132,7 +132,7 @@ func edgeConfig(raw []byte, k int, natsURL string, portFor func(k, port int) int
 		srv = map[string]any{}
 		doc["server"] = srv
 	}
-	for key, def := range map[string]string{"grpc": config.DefaultGRPC, "admin": config.DefaultAdmin} {
+	for key, def := range map[string]string{"grpc": config.DefaultGRPC, "admin": config.DefaultAdmin, "pipelines": config.DefaultPipelines} {
 		hp, _ := srv[key].(string)
 		if hp == "" {
 			hp = def
