@@ -94,7 +94,48 @@ type Observe struct {
 	// AccessLog, when set, has Envoy write one JSON line per request with
 	// its decision record.
 	AccessLog *AccessLog `json:"access_log,omitempty"`
+	// Tracing, when set, exports a span per decision over OTLP, and
+	// optionally Envoy's spans of the same requests.
+	Tracing *Tracing `json:"tracing,omitempty"`
 }
+
+// Tracing is OpenTelemetry tracing of decisions (observe.tracing).
+type Tracing struct {
+	// Endpoint is the OTLP/gRPC collector's host:port. Empty: switchyard's
+	// exporter reads OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or
+	// OTEL_EXPORTER_OTLP_ENDPOINT, as the OpenTelemetry SDK does.
+	Endpoint string `json:"endpoint,omitempty"`
+	// Insecure is plain gRPC (no TLS) to the collector. Unset in the file,
+	// it is true for a loopback endpoint and false otherwise (false leaves
+	// an endpoint from the environment to its own OTEL_* settings).
+	Insecure bool `json:"insecure"`
+	// SampleRatio is the share of requests traced among those that arrive
+	// without a parent trace; a request whose parent was sampled (or not)
+	// follows its parent.
+	SampleRatio float64 `json:"sample_ratio"`
+	// Envoy has Envoy trace the same requests, to the same collector.
+	Envoy bool `json:"envoy"`
+	// ServiceName is the service.name of switchyard's spans as written
+	// ("" when the file leaves it out: OTEL_SERVICE_NAME, else
+	// DefaultServiceName); Envoy's spans carry ServiceName() + "-envoy".
+	ServiceName string `json:"service_name,omitempty"`
+}
+
+// DefaultServiceName is the service.name of switchyard's spans unless the
+// file or OTEL_SERVICE_NAME says otherwise.
+const DefaultServiceName = "switchyard"
+
+// Service is the service name the file gives, or the default.
+func (t *Tracing) Service() string {
+	if t.ServiceName != "" {
+		return t.ServiceName
+	}
+	return DefaultServiceName
+}
+
+// TraceHeaders are the W3C trace context request headers: switchyard reads
+// them, when tracing is on, to parent its decision span.
+var TraceHeaders = []string{"traceparent", "tracestate"}
 
 // AccessLog is Envoy's JSON access log of requests and their decisions.
 type AccessLog struct {
@@ -523,9 +564,10 @@ func (r *Route) classifyBody() {
 
 // RequestHeadersRead lists the request headers switchyard reads to decide
 // the listener's requests, sorted: the pseudo-headers and content-length it
-// always reads, the hint headers, and every header the expressions of the
-// listener's routes name. ok is false when an expression reads the headers
-// in a way that names no fixed header: then every header is needed.
+// always reads, the hint headers, the trace context headers when tracing
+// is on, and every header the expressions of the listener's routes name.
+// ok is false when an expression reads the headers in a way that names no
+// fixed header: then every header is needed.
 func (c *Config) RequestHeadersRead(listener string) (names []string, ok bool) {
 	set := map[string]bool{":method": true, ":path": true, "content-length": true}
 	for _, h := range c.Hints.RequestHeaders {
@@ -533,6 +575,11 @@ func (c *Config) RequestHeadersRead(listener string) (names []string, ok bool) {
 	}
 	if c.Responses.Explain {
 		set[contract.HeaderExplain] = true
+	}
+	if c.Observe.Tracing != nil {
+		for _, h := range TraceHeaders {
+			set[h] = true
+		}
 	}
 	for i := range c.Routes {
 		r := &c.Routes[i]

@@ -93,6 +93,15 @@ type responsesFile struct {
 type observeFile struct {
 	Decisions *int           `yaml:"decisions"`
 	AccessLog *accessLogFile `yaml:"access_log"`
+	Tracing   *tracingFile   `yaml:"tracing"`
+}
+
+type tracingFile struct {
+	Endpoint    string   `yaml:"endpoint"`
+	Insecure    *bool    `yaml:"insecure"`
+	SampleRatio *float64 `yaml:"sample_ratio"`
+	Envoy       bool     `yaml:"envoy"`
+	ServiceName string   `yaml:"service_name"`
 }
 
 type accessLogFile struct {

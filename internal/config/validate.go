@@ -90,7 +90,67 @@ func buildObserve(file string, f observeFile, path fieldPath, ps *problems) Obse
 		// Envoy opens the file; it may see another filesystem.
 		o.AccessLog = &AccessLog{Path: resolvePath(file, a.Path, path.key("access_log").key("path"), ps)}
 	}
+	if t := f.Tracing; t != nil {
+		o.Tracing = buildTracing(*t, path.key("tracing"), ps)
+	}
 	return o
+}
+
+// buildTracing checks observe.tracing. The endpoint may be a host name
+// (switchyard resolves it, and Envoy's cluster for it is STRICT_DNS).
+func buildTracing(f tracingFile, path fieldPath, ps *problems) *Tracing {
+	t := &Tracing{Endpoint: f.Endpoint, SampleRatio: 1, Envoy: f.Envoy, ServiceName: f.ServiceName}
+	loopback := false
+	if t.Endpoint != "" {
+		host, ok := checkCollector(t.Endpoint, path.key("endpoint"), ps)
+		if a, err := netip.ParseAddr(host); ok && (host == "localhost" || err == nil && a.IsLoopback()) {
+			loopback = true
+		}
+	}
+	t.Insecure = loopback
+	if f.Insecure != nil {
+		t.Insecure = *f.Insecure
+	}
+	if f.SampleRatio != nil {
+		t.SampleRatio = *f.SampleRatio
+		if t.SampleRatio < 0 || t.SampleRatio > 1 {
+			ps.at(path.key("sample_ratio"), "sample_ratio %v must be from 0 to 1", t.SampleRatio)
+		}
+	}
+	if t.Envoy {
+		switch {
+		case t.Endpoint == "":
+			ps.at(path.key("envoy"), "Envoy needs tracing.endpoint: it does not read the OTEL_* environment variables")
+		case !t.Insecure:
+			ps.at(path.key("envoy"), "Envoy exports over plain gRPC only: set insecure: true (a collector or agent on this host or network), or leave Envoy out")
+		}
+	}
+	if n := t.ServiceName; n != "" && (len(n) > 255 || strings.ContainsFunc(n, func(r rune) bool { return r < 0x20 || r == 0x7f })) {
+		ps.at(path.key("service_name"), "service_name %q must be at most 255 characters without control characters", n)
+	}
+	return t
+}
+
+// checkCollector accepts host:port, the host an IP address or a DNS name,
+// the port 1-65535; it returns the host.
+func checkCollector(hp string, path fieldPath, ps *problems) (string, bool) {
+	host, port, err := net.SplitHostPort(hp)
+	if err != nil {
+		ps.at(path, "endpoint %q must be host:port (no scheme): %v", hp, err)
+		return "", false
+	}
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		ps.at(path, "endpoint %q: port must be 1-65535", hp)
+		return "", false
+	}
+	if a, err := netip.ParseAddr(host); err == nil && a.Zone() == "" {
+		return host, true
+	}
+	if len(host) > 253 || !dnsNamePattern.MatchString(host) {
+		ps.at(path, "endpoint %q: %q is not an IP address or a DNS name (lower-case)", hp, host)
+		return "", false
+	}
+	return host, true
 }
 
 // checkServerName accepts a DNS name (the name switchyard's certificate
