@@ -104,6 +104,9 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 	if cfg.HasPipelines() {
 		hcm.LocalReplyConfig.Mappers = append(hcm.LocalReplyConfig.Mappers, pipelinesUnavailable())
 	}
+	if tracingEnvoy(cfg) {
+		hcm.Tracing = hcmTracing(cfg.Observe.Tracing)
+	}
 	chain := &listenerv3.FilterChain{
 		Filters: []*listenerv3.Filter{{
 			Name:       "envoy.filters.network.http_connection_manager",

@@ -81,6 +81,13 @@ func Translate(in Input) (*Resources, error) {
 		}
 		out.Clusters = append(out.Clusters, pc)
 	}
+	if tracingEnvoy(cfg) {
+		tc, err := tracingCluster(cfg.Observe.Tracing)
+		if err != nil {
+			return nil, fmt.Errorf("observe.tracing: %w", err)
+		}
+		out.Clusters = append(out.Clusters, tc)
+	}
 	out.Secrets = Secrets(cfg.Server.GRPCTLS)
 	sortByName(out.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(out.Routes, (*routev3.RouteConfiguration).GetName)

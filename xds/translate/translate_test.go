@@ -202,7 +202,7 @@ func TestDeterministic(t *testing.T) {
 // Every resource passes its own validation rules: Envoy would reject it
 // otherwise.
 func TestResourcesValidate(t *testing.T) {
-	for _, dir := range []string{"testdata/design", "testdata/tls-and-listeners", "testdata/grpc-tls"} {
+	for _, dir := range []string{"testdata/design", "testdata/tls-and-listeners", "testdata/grpc-tls", "testdata/observe", "testdata/tracing"} {
 		res, err := translate.Translate(input(t, dir))
 		if err != nil {
 			t.Fatal(err)
