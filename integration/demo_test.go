@@ -23,6 +23,12 @@ func TestDemoShort(t *testing.T) {
 			t.Errorf("demo output lacks %q:\n%s", want, text)
 		}
 	}
+	// The pipeline requests: all answered, each step to its pool by size.
+	for _, want := range []string{"Pipelines (/v1/pipelines/draft-then-final, draft then final):", "100.0% answered 200, p50", "draft → a100", "final → h100"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, text)
+		}
+	}
 	checkPoolTable(t, text)
 }
 
@@ -63,7 +69,7 @@ func runDemo(t *testing.T, extra ...string) string {
 	for _, port := range regexp.MustCompile(`(?:port: |127\.0\.0\.1:)(\d{4,5})`).FindAllStringSubmatch(cfg, -1) {
 		cfg = strings.ReplaceAll(cfg, port[0], strings.Replace(port[0], port[1], strconv.Itoa(freePort(t)), 1))
 	}
-	cfg += fmt.Sprintf("server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d}\n", freePort(t), freePort(t))
+	cfg += fmt.Sprintf("server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d, pipelines: 127.0.0.1:%d}\n", freePort(t), freePort(t), freePort(t))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "demo.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {

@@ -47,11 +47,20 @@ type Result struct {
 	ByPool    map[string]int // x-switchyard-pool of each answered request
 	ByVariant map[string]int
 	ByHint    map[string]int // x-switchyard-hint
+	// Pipelines are the pipeline requests alone; PipelineSteps counts
+	// where their steps went ("draft=a100"), from x-switchyard-pipeline.
+	Pipelines     vegeta.Metrics
+	PipelineSteps map[string]int
 }
 
-// workload builds the request mix: 70 % image generations (60 % small,
+// PipelinePath is the demo's pipeline route: a small draft, then the
+// full-size image, each step a request of its own through the edge.
+const PipelinePath = "/v1/pipelines/draft-then-final"
+
+// workload builds the request mix: 60 % image generations (60 % small,
 // 40 % large; models by Zipf popularity; half send the hint header, the
-// others rely on hint_from) and 30 % A/B requests from 200 users.
+// others rely on hint_from), 30 % A/B requests from 200 users and 10 %
+// pipelines (a draft, then the final image).
 func workload(o Options) vegeta.Targeter {
 	var mu sync.Mutex
 	rng := rand.New(rand.NewSource(o.Seed))
@@ -61,10 +70,15 @@ func workload(o Options) vegeta.Targeter {
 		defer mu.Unlock()
 		t.Method = http.MethodPost
 		t.Header = http.Header{"Content-Type": {"application/json"}}
-		if rng.Float64() < 0.3 {
+		switch x := rng.Float64(); {
+		case x < 0.3:
 			t.URL = o.EdgeURL + "/v1/ab/generate"
 			t.Header.Set("x-user-id", fmt.Sprintf("user-%d", rng.Intn(200)))
 			t.Body = []byte(`{"prompt": "a lighthouse at dusk"}`)
+			return nil
+		case x < 0.4:
+			t.URL = o.EdgeURL + PipelinePath
+			t.Body, _ = json.Marshal(map[string]any{"model": Models[zipf.Uint64()], "prompt": "a lighthouse at dusk"})
 			return nil
 		}
 		side := 512 + 128*rng.Intn(5) // 512..1024: small
@@ -94,7 +108,7 @@ func Run(ctx context.Context, o Options) *Result {
 // returns what came back in total and through each edge.
 func RunEdges(ctx context.Context, o Options, edges []string) (total *Result, per []*Result) {
 	newResult := func() *Result {
-		return &Result{ByPool: map[string]int{}, ByVariant: map[string]int{}, ByHint: map[string]int{}}
+		return &Result{ByPool: map[string]int{}, ByVariant: map[string]int{}, ByHint: map[string]int{}, PipelineSteps: map[string]int{}}
 	}
 	total = newResult()
 	type hit struct {
@@ -128,8 +142,10 @@ func RunEdges(ctx context.Context, o Options, edges []string) (total *Result, pe
 		case h, ok := <-results:
 			if !ok {
 				total.Metrics.Close()
+				total.Pipelines.Close()
 				for _, p := range per {
 					p.Metrics.Close()
+					p.Pipelines.Close()
 				}
 				if o.Progress != nil {
 					fmt.Fprintln(o.Progress)
@@ -148,6 +164,19 @@ func RunEdges(ctx context.Context, o Options, edges []string) (total *Result, pe
 
 func (r *Result) add(v *vegeta.Result) {
 	r.Metrics.Add(v)
+	if strings.HasSuffix(v.URL, PipelinePath) {
+		r.Pipelines.Add(v)
+		if v.Code == http.StatusOK {
+			r.ByPool[""]++ // answered, by no pool of its own: its steps were
+			for _, step := range strings.Split(v.Headers.Get("x-switchyard-pipeline"), ",") {
+				if name, where, ok := strings.Cut(step, "="); ok {
+					pool, _, _ := strings.Cut(where, "@")
+					r.PipelineSteps[name+"="+pool]++
+				}
+			}
+		}
+		return
+	}
 	if v.Code != http.StatusOK {
 		return
 	}
@@ -187,6 +216,7 @@ func (r *Result) ReportEdge(w io.Writer, name string) {
 	fmt.Fprintf(&b, "\n%s:", name)
 	r.summary(&b)
 	r.decisions(&b)
+	r.pipelines(&b)
 	io.WriteString(w, b.String())
 }
 
@@ -242,7 +272,34 @@ func (r *Result) Report(w io.Writer, runners []RunnerStats) {
 	fmt.Fprintf(&b, "%-10s %9d %9s %9s %11d %10d\n", "all", total.Requests, "", pct(total.Hits, total.Hits+total.Misses), total.ColdLoads, total.Evicted)
 	fmt.Fprintf(&b, "\nHit rate is counted at the runners: requests that found their model loaded, of those that named one.\n")
 	r.decisions(&b)
+	r.pipelines(&b)
 	io.WriteString(w, b.String())
+}
+
+// pipelines reports the pipeline requests: how many finished, how long
+// they took, and where their steps went (each step is also a request in
+// the pool table).
+func (r *Result) pipelines(b *strings.Builder) {
+	p := &r.Pipelines
+	if p.Requests == 0 {
+		return
+	}
+	steps := make([]string, 0, len(r.PipelineSteps))
+	for _, k := range sortedKeys(r.PipelineSteps) {
+		name, pool, _ := strings.Cut(k, "=")
+		steps = append(steps, fmt.Sprintf("%s → %s %d", name, pool, r.PipelineSteps[k]))
+	}
+	fmt.Fprintf(b, "Pipelines (%s, draft then final): %d sent, %.1f%% answered 200, p50 %s, p99 %s; steps: %s\n",
+		PipelinePath, p.Requests, 100*p.Success, ms(p.Latencies.P50), ms(p.Latencies.P99), strings.Join(steps, ", "))
+}
+
+func sortedKeys(m map[string]int) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func pct(n, of int64) string {
