@@ -36,6 +36,10 @@ type exchange struct {
 	explain bool
 	// bodyPath is how the body's fields were read, for the record.
 	bodyPath string
+	// begun is when the request's headers arrived, and rec its decision
+	// record (nil when nothing asks for one): the decision's span.
+	begun time.Time
+	rec   *decisions.Record
 }
 
 func (x *exchange) handle(req *extprocv3.ProcessingRequest) *extprocv3.ProcessingResponse {
@@ -75,6 +79,7 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		return cont()
 	}
 	x.route = route
+	x.begun = x.start
 	x.req = policy.Request{Headers: headerMap(h.GetHeaders())}
 	x.req.Method = x.req.Headers[":method"]
 	// Rules see the path without its query string, as routes match it.
@@ -164,8 +169,9 @@ func (x *exchange) decide(wrap func(*extprocv3.CommonResponse) *extprocv3.Proces
 	// reports its end (or the wait for it runs out).
 	f := x.s.o.Policy.Dispatch(x.cfg, d)
 	var rec *decisions.Record
-	if x.s.o.Decisions.Len() > 0 || x.explain || x.cfg.Observe.AccessLog != nil {
+	if x.s.o.Decisions.Len() > 0 || x.explain || x.cfg.Observe.AccessLog != nil || x.s.o.Tracer.Enabled() {
 		rec = d.Record(policyStart)
+		x.rec = rec
 		rec.Body = x.bodyPath
 		f.Keep(x.s.o.Decisions, rec)
 	}

@@ -26,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
+	"github.com/switchyard/switchyard/internal/tracing"
 )
 
 // Policy is the routing policy: it decides, and follows each dispatched
@@ -49,6 +50,8 @@ type Options struct {
 	Metrics *Metrics
 	// Decisions keeps the last decision records; none are kept when nil.
 	Decisions *decisions.Ring
+	// Tracer makes a span per decision; nil is tracing off.
+	Tracer *tracing.Tracer
 }
 
 // Server answers Envoy's ext_proc streams: one stream per HTTP request.
@@ -96,6 +99,7 @@ func (s *Server) Process(stream extprocv3.ExternalProcessor_ProcessServer) error
 			return err
 		}
 		if x.awaits != "" {
+			x.trace(stream.Context())
 			return nil
 		}
 	}

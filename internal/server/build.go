@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -25,6 +26,7 @@ import (
 	"github.com/switchyard/switchyard/internal/pipeline"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
+	"github.com/switchyard/switchyard/internal/tracing"
 	"github.com/switchyard/switchyard/xds"
 )
 
@@ -52,6 +54,9 @@ type Server struct {
 	// server.pipelines once a config declares a pipeline.
 	pipelines *http.Server
 	acks      *xds.Acks // set by Run, which registers ADS for its context
+
+	// tracer exports decision spans (observe.tracing); nil when off.
+	tracer *tracing.Tracer
 }
 
 // New loads the config and builds the process's objects; nothing listens
@@ -122,12 +127,17 @@ func New(o Options) (*Server, error) {
 		opts = append(opts, grpc.Creds(credentials.NewTLS(files.ServerConfig())))
 	}
 	s.grpc = grpc.NewServer(opts...)
+	// Tracing is set up once, at start; the exporter connects lazily.
+	if s.tracer, err = tracing.New(context.Background(), tracing.Options{Config: cfg.Observe.Tracing, Log: s.log}); err != nil {
+		return nil, err
+	}
 	extproc.Register(s.grpc, extproc.Options{
 		Config:    s.current.Load,
 		Policy:    s.engine,
 		Log:       s.log,
 		Metrics:   extproc.NewMetrics(reg),
 		Decisions: s.decisions,
+		Tracer:    s.tracer,
 	})
 	accesslog.Register(s.grpc, accesslog.Options{
 		Policy:  s.engine,
@@ -173,8 +183,8 @@ func (s *Server) warn(c *config.Config) {
 // reload serves c, a valid new config, keeping the settings that apply
 // only at start.
 func (s *Server) reload(c *config.Config) {
-	if cur := s.current.Load(); c.Server.GRPC != cur.Server.GRPC || c.Server.Admin != cur.Server.Admin || c.Server.Pipelines != cur.Server.Pipelines || c.Server.MaxBodyBytes != cur.Server.MaxBodyBytes || !reflect.DeepEqual(c.Cluster, cur.Cluster) {
-		s.log.Warn("server.grpc, server.admin, server.pipelines, server.max_body_bytes and cluster apply at the next restart; keeping the running ones", "file", c.File)
+	if cur := s.current.Load(); c.Server.GRPC != cur.Server.GRPC || c.Server.Admin != cur.Server.Admin || c.Server.Pipelines != cur.Server.Pipelines || c.Server.MaxBodyBytes != cur.Server.MaxBodyBytes || !reflect.DeepEqual(c.Cluster, cur.Cluster) || !reflect.DeepEqual(c.Observe.Tracing, cur.Observe.Tracing) {
+		s.log.Warn("server.grpc, server.admin, server.pipelines, server.max_body_bytes, cluster and observe.tracing apply at the next restart; keeping the running ones", "file", c.File)
 		c = withBound(c, cur)
 	}
 	s.warn(c)
@@ -198,11 +208,13 @@ func (s *Server) rejected(err error) {
 }
 
 // withBound keeps the settings fixed when switchyard started: the
-// addresses it is bound to, the gRPC message limit and the cluster.
+// addresses it is bound to, the gRPC message limit, the cluster and
+// tracing (switchyard's exporter, and so Envoy's, which must match it).
 func withBound(c, started *config.Config) *config.Config {
 	cp := *c
 	cp.Server.GRPC, cp.Server.Admin, cp.Server.MaxBodyBytes = started.Server.GRPC, started.Server.Admin, started.Server.MaxBodyBytes
 	cp.Server.Pipelines = started.Server.Pipelines
 	cp.Cluster = started.Cluster
+	cp.Observe.Tracing = started.Observe.Tracing
 	return &cp
 }

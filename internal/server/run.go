@@ -164,6 +164,12 @@ loop:
 	}
 	cancel()
 	shutdown(s.grpc, s.admin, s.pipelines)
+	// The last decisions' spans leave before the process does.
+	flush, done := context.WithTimeout(context.Background(), shutdownGrace)
+	defer done()
+	if err := s.tracer.Shutdown(flush); err != nil {
+		s.log.Warn("trace export at shutdown", "error", err)
+	}
 	return runErr
 }
 
