@@ -184,3 +184,26 @@ routes:
 		}
 	}
 }
+
+// A reload that adds the first pipeline binds the pipelines port then: the
+// new route answers without a restart.
+func TestPipelineAddedByReload(t *testing.T) {
+	o := simrunner.Options{LoadTime: 10 * time.Millisecond, InferTime: 10 * time.Millisecond}
+	upscalers := runnersNamed(t, o, "upscaler-1")
+	removers := runnersNamed(t, o, "rembg-1")
+	routed := poolsYAML(poolSpec{name: "upscaler", runners: upscalers}, poolSpec{name: "rembg", runners: removers}) + `routes:
+  - {name: upscale, match: {prefix: /v1/upscale}, rules: [{pool: upscaler}]}
+  - {name: remove-background, match: {prefix: /v1/remove-background}, rules: [{pool: rembg}]}
+`
+	s := NewStack(t, StackConfig{Body: routed})
+	if r := s.MustDo("POST", "/v1/upscale", nil, `{"image_url": "a"}`); r.Status != 200 {
+		t.Fatalf("before the reload: %d %s", r.Status, r.RawBody)
+	}
+	cfg := s.ReadConfig()
+	head := cfg[:strings.Index(cfg, "pools:")]
+	s.WriteConfig(head + pipelineBody(upscalers, removers))
+	Eventually(t, 10*time.Second, "the pipeline route answers", func() bool {
+		r, err := s.Do("POST", "/v1/pipelines/clean-upscale", nil, `{"image_url": "s3://cat.png"}`)
+		return err == nil && r.Status == 200 && r.Body["image_url"] == "s3://cat.png+upscale+remove-background"
+	})
+}
