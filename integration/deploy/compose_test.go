@@ -138,6 +138,17 @@ func loadCompose(t *testing.T) *types.Project {
 	return p
 }
 
+// loadComposeAll is loadCompose with every profile enabled: the stack as
+// `docker compose --profile observe up` runs it.
+func loadComposeAll(t *testing.T) *types.Project {
+	t.Helper()
+	p, err := composeOptions(t, composecli.WithProfiles([]string{"*"})).LoadProject(context.Background())
+	if err != nil {
+		t.Fatalf("docker-compose.yaml with every profile: %v", err)
+	}
+	return p
+}
+
 func service(t *testing.T, p *types.Project, name string) types.ServiceConfig {
 	t.Helper()
 	s, err := p.GetService(name)
@@ -296,6 +307,7 @@ var knownKeys = keyTree{
 	"services": keyTree{"*": keyTree{
 		"build":             keyTree{"context": nil, "dockerfile": nil},
 		"image":             nil,
+		"profiles":          nil, // TestComposeObserveProfile
 		"pull_policy":       nil,
 		"command":           nil,
 		"entrypoint":        nil,
@@ -305,6 +317,7 @@ var knownKeys = keyTree{
 		"stop_grace_period": nil,
 		"volumes": keyTree{"[]": keyTree{
 			"type": nil, "source": nil, "target": nil, "read_only": nil,
+			"tmpfs": keyTree{"mode": nil}, // TestComposePrometheus
 			// What compose-go adds for the short form SRC:DST: the mounts'
 			// sources are checked to exist anyway.
 			"bind": keyTree{"create_host_path": nil},
@@ -365,6 +378,11 @@ func TestComposeServices(t *testing.T) {
 	slices.Sort(names)
 	if !slices.Equal(names, wantServices) {
 		t.Fatalf("services = %v, want %v (add checks here for a new service)", names, wantServices)
+	}
+	all := loadComposeAll(t).ServiceNames()
+	slices.Sort(all)
+	if want := slices.Sorted(slices.Values(append(slices.Clone(wantServices), observeServices...))); !slices.Equal(all, want) {
+		t.Fatalf("services with every profile = %v, want %v (add checks here for a new service)", all, want)
 	}
 }
 
@@ -497,8 +515,9 @@ func TestComposeImages(t *testing.T) {
 			t.Errorf("%s pull_policy = %q, want never (the image is built by the switchyard service)", name, r.PullPolicy)
 		}
 	}
-	for _, name := range p.ServiceNames() {
-		img := service(t, p, name).Image
+	all := loadComposeAll(t)
+	for _, name := range all.ServiceNames() {
+		img := service(t, all, name).Image
 		host, err := registryHost(img)
 		if err != nil {
 			t.Errorf("%s: image %q: %v", name, img, err)
@@ -598,7 +617,7 @@ func TestComposeEnvoyIsTheTestedRelease(t *testing.T) {
 }
 
 func TestComposeSharedNetwork(t *testing.T) {
-	p := loadCompose(t)
+	p := loadComposeAll(t)
 	if sw := service(t, p, svcSwitchyard); sw.NetworkMode != "" {
 		t.Errorf("switchyard network_mode = %q; it owns the namespace the others join", sw.NetworkMode)
 	}
@@ -650,13 +669,18 @@ func TestComposeSharedNetwork(t *testing.T) {
 	for what, port := range natsPorts(natsOptions(t, service(t, p, svcNATS))) {
 		claim(port, "nats "+what)
 	}
+	for _, ui := range observeUIs(t, p) {
+		claim(int(ui.listen.Port()), ui.what)
+	}
 }
 
 func TestComposePublishedPorts(t *testing.T) {
 	// What the host must reach: every edge's listeners and admin API. A
 	// published port is forwarded to the container's interface, so the
-	// socket behind it must bind the unspecified address.
-	p := loadCompose(t)
+	// socket behind it must bind the unspecified address. With the observe
+	// profile, Prometheus's and Grafana's UIs are published too, on the
+	// host's loopback only (anyone there may view the dashboard).
+	p := loadComposeAll(t)
 	type target struct {
 		what  string
 		bind  netip.Addr
@@ -675,6 +699,9 @@ func TestComposePublishedPorts(t *testing.T) {
 			want[l.Port] = target{e.switchyard + " listener " + l.Name, a, false}
 		}
 	}
+	for _, ui := range observeUIs(t, p) {
+		want[int(ui.listen.Port())] = target{ui.what, ui.listen.Addr(), true}
+	}
 	seen := map[int]bool{}
 	for _, port := range service(t, p, svcSwitchyard).Ports {
 		container := int(port.Target)
@@ -688,7 +715,7 @@ func TestComposePublishedPorts(t *testing.T) {
 		}
 		tg, ok := want[container]
 		if !ok {
-			t.Errorf("switchyard publishes container port %d, which is neither an edge's listener nor its server.admin", container)
+			t.Errorf("switchyard publishes container port %d, which is neither an edge's listener nor its server.admin, nor an observe UI", container)
 			continue
 		}
 		if seen[container] {
@@ -702,7 +729,8 @@ func TestComposePublishedPorts(t *testing.T) {
 			t.Errorf("%s binds %s inside the container; a published port cannot reach it (bind 0.0.0.0)", tg.what, tg.bind)
 		}
 		if tg.admin {
-			// The admin API registers and drains runners: host loopback only.
+			// The admin API registers and drains runners, and the
+			// dashboards show the fleet to anyone: host loopback only.
 			if ip, err := netip.ParseAddr(port.HostIP); err != nil || !ip.IsLoopback() {
 				t.Errorf("%s is published on host address %q, want 127.0.0.1 only", tg.what, port.HostIP)
 			}
@@ -799,15 +827,16 @@ func TestComposeCLIFlagsAreReal(t *testing.T) {
 
 func TestComposeMountsExist(t *testing.T) {
 	// The stack mounts files of this checkout, read-only, and nothing of
-	// the host else: NATS's store is a tmpfs (TestComposeNATS).
-	p := loadCompose(t)
+	// the host else: NATS's and Prometheus's stores are tmpfs
+	// (TestComposeNATS, TestComposePrometheus).
+	p := loadComposeAll(t)
 	for _, name := range p.ServiceNames() {
 		for _, v := range service(t, p, name).Volumes {
-			if v.Type == types.VolumeTypeTmpfs && name == svcNATS {
+			if v.Type == types.VolumeTypeTmpfs && (name == svcNATS || name == svcPrometheus) {
 				continue
 			}
 			if v.Type != types.VolumeTypeBind {
-				t.Errorf("%s: %s volume %q; the stack only mounts files of this checkout (and NATS's tmpfs store)", name, v.Type, v.Source)
+				t.Errorf("%s: %s volume %q; the stack only mounts files of this checkout (and NATS's and Prometheus's tmpfs stores)", name, v.Type, v.Source)
 				continue
 			}
 			if filepath.IsAbs(v.Source) || !filepath.IsLocal(filepath.Clean(v.Source)) {
