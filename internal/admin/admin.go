@@ -48,9 +48,16 @@ type Options struct {
 	Decisions *decisions.Ring
 	// Splits, when set, shows the routes' splits and lets an operator
 	// take a variant out or put it back.
-	Splits   Splits
-	Gatherer prometheus.Gatherer
-	Log      *slog.Logger
+	Splits Splits
+	// For the status (GET /, /debug/status): the config's loads, the
+	// connected Envoys, the published versions, and the work queued on a
+	// runner. Each may be nil.
+	Reloads   func() ReloadStatus
+	Envoys    func() []EnvoyStatus
+	Published func() map[string]string
+	Queued    func(pool, address string) time.Duration
+	Gatherer  prometheus.Gatherer
+	Log       *slog.Logger
 	// Metrics counts refused requests; none counted when nil.
 	Metrics *Metrics
 }
@@ -105,6 +112,7 @@ func Handler(o Options) http.Handler {
 		writeJSON(w, http.StatusOK, o.Costs())
 	}))
 	handleSplits(mux, g, o)
+	handleStatus(mux, g, o)
 	mux.HandleFunc("GET /debug/decisions", g.wrap(needRead, func(w http.ResponseWriter, r *http.Request) {
 		f, err := decisionFilter(r)
 		if err != nil {

@@ -44,6 +44,8 @@ type Server struct {
 	engine  *policy.Engine
 	// reg holds every metric of the process.
 	reg *prometheus.Registry
+	// loads is the config's loads, for the status.
+	loads loads
 	// decisions keeps the last decision records (observe.decisions).
 	decisions *decisions.Ring
 	cluster   *cluster.Cluster // nil for a single instance
@@ -75,6 +77,7 @@ func New(o Options) (*Server, error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.metrics.config = configwatch.NewMetrics(reg)
 	s.metrics.config.Loaded()
+	s.loads.loaded()
 	s.metrics.xds = xds.NewMetrics(reg)
 
 	// ext_proc counts every decided request in flight, so a draining
@@ -156,6 +159,10 @@ func New(o Options) (*Server, error) {
 			Costs:     func() any { return s.engine.Costs().Snapshot() },
 			Decisions: s.decisions,
 			Splits:    s.engine,
+			Reloads:   s.loads.status,
+			Envoys:    s.envoys,
+			Published: s.pub.Versions,
+			Queued:    s.queued,
 			Gatherer:  reg,
 			Log:       s.log,
 			Metrics:   admin.NewMetrics(reg),
@@ -191,12 +198,14 @@ func (s *Server) reload(c *config.Config) {
 	s.current.Store(c)
 	s.runners.ApplyConfig(c)
 	s.metrics.config.Loaded()
+	s.loads.loaded()
 	s.log.Info("config reloaded", "file", c.File)
 }
 
 // rejected logs and counts a file that did not load.
 func (s *Server) rejected(err error) {
 	s.metrics.config.Rejected()
+	s.loads.rejected(err)
 	var cerr *config.Error
 	if errors.As(err, &cerr) {
 		for _, p := range cerr.Problems {
