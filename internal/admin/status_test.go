@@ -41,8 +41,10 @@ routes: [{name: images, match: {prefix: /}, rules: [{pool: a100}]}]
 	}
 	errAt := time.Now()
 	srv := httptest.NewServer(admin.Handler(admin.Options{
-		Runners:   runners,
-		Hints:     func(addr string) []string { return map[string][]string{"10.0.0.1:80": {"flux", "<script>x</script>"}}[addr] },
+		Runners: runners,
+		Hints: func(addr string) []string {
+			return map[string][]string{"10.0.0.1:80": {"flux", "<script>x</script>"}}[addr]
+		},
 		Config:    func() *config.Config { return cfg },
 		Ready:     func() bool { return true },
 		XDS:       func() any { return nil },
@@ -50,10 +52,14 @@ routes: [{name: images, match: {prefix: /}, rules: [{pool: a100}]}]
 		Reloads: func() admin.ReloadStatus {
 			return admin.ReloadStatus{Generation: 3, LoadedAt: errAt.Add(-time.Minute), LastError: "t.yaml:4: pools[0].name: duplicate", LastErrorAt: errAt}
 		},
-		Envoys:    func() []admin.EnvoyStatus { return []admin.EnvoyStatus{{Node: "edge-1", Acked: map[string]string{"Cluster": "v7"}}} },
+		Envoys: func() []admin.EnvoyStatus {
+			return []admin.EnvoyStatus{{Node: "edge-1", Acked: map[string]string{"Cluster": "v7"}}}
+		},
 		Published: func() map[string]string { return map[string]string{"Cluster": "v7"} },
-		Queued:    func(_, addr string) time.Duration { return map[string]time.Duration{"10.0.0.2:80": 1500 * time.Millisecond}[addr] },
-		Log:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Queued: func(_, addr string) time.Duration {
+			return map[string]time.Duration{"10.0.0.2:80": 1500 * time.Millisecond}[addr]
+		},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}))
 	t.Cleanup(srv.Close)
 	return srv, runners
@@ -112,4 +118,3 @@ func TestStatusPage(t *testing.T) {
 		t.Errorf("an unknown path: %d, want 404", r.StatusCode)
 	}
 }
-
