@@ -10,7 +10,7 @@ VENV    := .venv
 ENVOY_STAMP := $(VENV)/.envoy-installed
 GO_TEST_FLAGS ?= -race -count=1 -timeout 12m
 
-.PHONY: help demo demo-edges build envoy python test unit integration lint bench fuzz faults soak clean
+.PHONY: help demo demo-edges build envoy python browser test unit integration lint bench fuzz faults soak clean
 
 help: ## list the targets
 	@grep -hE '^[a-z][a-zA-Z_-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -40,7 +40,15 @@ $(PYTHON_STAMP): $(ENVOY_STAMP) $(PYTHON_REQS)
 
 python: $(PYTHON_STAMP) ## install the Python packages of the example and the benchmarks into .venv
 
-test: envoy python lint build ## unit, real-Envoy integration and Python tests (what CI runs)
+# The status page is tested in a real headless Chromium: Debian's
+# chromium-headless-shell, installed when no Chromium is on PATH (as root,
+# or through sudo). CHROMIUM_BIN names another one.
+browser: ## install a headless Chromium for the status page test (Debian's chromium-headless-shell)
+	@if [ -n "$$CHROMIUM_BIN" ] || command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null; then exit 0; fi; \
+	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
+	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium-headless-shell
+
+test: envoy python browser lint build ## unit, real-Envoy integration and Python tests (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...
 	cd integration/deploy && $(GO) test $(GO_TEST_FLAGS) ./...
 	$(VENV)/bin/python -m pytest -q examples/python
@@ -48,7 +56,7 @@ test: envoy python lint build ## unit, real-Envoy integration and Python tests (
 unit: ## unit tests only (no Envoy)
 	$(GO) test $(GO_TEST_FLAGS) $$($(GO) list ./... | grep -v -e /integration -e /envoy)
 
-integration: envoy ## the real-Envoy integration tests only
+integration: envoy browser ## the real-Envoy integration tests only
 	$(GO) test $(GO_TEST_FLAGS) -v ./integration/
 
 SUITES ?= quality,edges,mixed,overhead,controlplane,decision
