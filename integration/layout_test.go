@@ -15,7 +15,7 @@ const checkout = ".."
 
 // topLevel is what the project keeps at its top level; everything else that
 // is not a public API lives under internal/.
-var topLevel = []string{"bench", "cmd", "deploy", "envoy", "examples", "extproc", "integration", "internal", "xds"}
+var topLevel = []string{"bench", "cmd", "deploy", "docs", "envoy", "examples", "extproc", "integration", "internal", "xds"}
 
 // codeMapRow is a row of the README's code map: | `folder/` | ... |
 var codeMapRow = regexp.MustCompile("(?m)^\\| `([a-z0-9_/.-]+)/` \\|")
