@@ -37,6 +37,8 @@ Usage:
                                      N edges share runner state through an embedded NATS
   switchyard demo [--duration 30s]    the local stack with simulated runners and a workload
   switchyard sim-runner [flags]      a simulated GPU runner (see sim-runner -h)
+  switchyard status [--admin URL] [--watch]
+                                     pools, runners, recent decisions and Envoys from the admin API
   switchyard help                    this text
 `
 
@@ -57,6 +59,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return up(ctx, args[1:], stdout, stderr)
 	case "sim-runner":
 		return simRunner(ctx, args[1:], stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return nil
