@@ -155,16 +155,10 @@ func extProcCluster(grpcAddr string, t *config.GRPCTLS) (*clusterv3.Cluster, err
 	}
 	ap = ConnectAddr(ap)
 	c := &clusterv3.Cluster{
-		Name:                 ExtProcCluster,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
-		ConnectTimeout:       durationpb.New(time.Second),
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
-				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-				}},
-			}),
-		},
+		Name:                          ExtProcCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: clusterv3.Cluster_STATIC},
+		ConnectTimeout:                durationpb.New(time.Second),
+		TypedExtensionProtocolOptions: http2Only(),
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: ExtProcCluster,
 			Endpoints:   []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{lbEndpoint(ap, false)}}},
@@ -198,4 +192,16 @@ func ConnectAddr(ap netip.AddrPort) netip.AddrPort {
 		return netip.AddrPortFrom(netip.IPv6Loopback(), ap.Port())
 	}
 	return ap
+}
+
+// http2Only has Envoy speak HTTP/2 to a cluster (gRPC: ext_proc, the
+// access log, an OTLP collector).
+func http2Only() map[string]*anypb.Any {
+	return map[string]*anypb.Any{
+		"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
+			UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
+				ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
+			}},
+		}),
+	}
 }

@@ -11,9 +11,7 @@ import (
 	endpointv3 "github.com/envoyproxy/go-control-plane/envoy/config/endpoint/v3"
 	tracev3 "github.com/envoyproxy/go-control-plane/envoy/config/trace/v3"
 	hcmv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/network/http_connection_manager/v3"
-	upstreamhttpv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/upstreams/http/v3"
 	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	"google.golang.org/protobuf/types/known/anypb"
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
@@ -74,16 +72,10 @@ func tracingCluster(t *config.Tracing) (*clusterv3.Cluster, error) {
 		host = ip.Unmap().String()
 	}
 	return &clusterv3.Cluster{
-		Name:                 TracingCluster,
-		ClusterDiscoveryType: &clusterv3.Cluster_Type{Type: kind},
-		ConnectTimeout:       durationpb.New(time.Second),
-		TypedExtensionProtocolOptions: map[string]*anypb.Any{
-			"envoy.extensions.upstreams.http.v3.HttpProtocolOptions": mustAny(&upstreamhttpv3.HttpProtocolOptions{
-				UpstreamProtocolOptions: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_{ExplicitHttpConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig{
-					ProtocolConfig: &upstreamhttpv3.HttpProtocolOptions_ExplicitHttpConfig_Http2ProtocolOptions{Http2ProtocolOptions: &corev3.Http2ProtocolOptions{}},
-				}},
-			}),
-		},
+		Name:                          TracingCluster,
+		ClusterDiscoveryType:          &clusterv3.Cluster_Type{Type: kind},
+		ConnectTimeout:                durationpb.New(time.Second),
+		TypedExtensionProtocolOptions: http2Only(),
 		LoadAssignment: &endpointv3.ClusterLoadAssignment{
 			ClusterName: TracingCluster,
 			Endpoints: []*endpointv3.LocalityLbEndpoints{{LbEndpoints: []*endpointv3.LbEndpoint{{
