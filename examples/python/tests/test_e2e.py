@@ -245,6 +245,23 @@ def in_flight(addr: str) -> int:
     return next(r["in_flight"] for r in body["runners"] if r["address"] == addr)
 
 
+def settled() -> None:
+    """Waits until Envoy's access log has reported every decided request's end.
+
+    switchyard learns a runner's hints from that report, about a millisecond
+    after the response; a client that sends its next request the instant the
+    last one answered races it (as a real client rarely does).
+    """
+
+    def none_awaiting() -> bool:
+        with urllib.request.urlopen(ADMIN + "/metrics", timeout=5) as r:
+            text = r.read().decode()
+        m = re.search(r"^switchyard_requests_awaiting_end (\S+)$", text, re.M)
+        return m is not None and float(m.group(1)) == 0
+
+    wait_for("the access log's reports", none_awaiting, timeout=5)
+
+
 def test_hint_header_affinity(client):
     req = {"model": "flux-dev", "prompt": "a red fox"}
     first = client.post("/", req, hint="flux-dev")
@@ -260,6 +277,7 @@ def test_hint_header_affinity(client):
     _, headers, _ = get_json(f"http://{first.runner}/health")
     assert "flux-dev" in headers["x-fal-runner-hints"].split(",")
 
+    settled()
     second = client.post("/", req, hint="flux-dev")
     assert second.status == 200, second
     assert second.hint == "hit"  # learnt from the X-Fal-Runner-Hints of the first response
@@ -272,6 +290,7 @@ def test_hint_from_body_model(client):
     first = client.post("/", req)
     assert first.status == 200, first
     assert first.hint == "miss"
+    settled()
     second = client.post("/", req)
     assert second.status == 200, second
     assert second.hint == "hit"
