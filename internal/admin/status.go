@@ -24,10 +24,11 @@ type Status struct {
 	Envoys    []EnvoyStatus        `json:"envoys"`
 	Published map[string]string    `json:"published"`
 	Splits    []policy.SplitStatus `json:"splits,omitempty"`
-	// Decisions are the most recent records, newest first; Kept is how
-	// many the server keeps (the hit rates are over them).
-	Decisions []decisions.Record `json:"decisions"`
-	Kept      int                `json:"kept"`
+	// Decisions are the most recent records, newest first. The hit rates
+	// are over the Considered records the server holds, at most Kept.
+	Decisions  []decisions.Record `json:"decisions"`
+	Considered int                `json:"considered"`
+	Kept       int                `json:"kept"`
 }
 
 // ConfigStatus is the config being served and the last reload problem.
@@ -55,8 +56,11 @@ type RunnerStatus struct {
 	State    string `json:"state"`
 	Source   string `json:"source"`
 	InFlight int64  `json:"in_flight"`
-	// QueuedMs is the work queued on it beyond its free slots (soonest's
-	// estimate).
+	// Queued is the requests in flight beyond the pool's max_concurrency:
+	// the runner holds them waiting for a slot. QueuedMs is how long a
+	// request sent now would wait for one, as soonest estimates the work
+	// it knows is there (0 when no route uses soonest).
+	Queued   int64    `json:"queued"`
 	QueuedMs float64  `json:"queued_ms"`
 	Hints    []string `json:"hints"`
 	// Hinted is how many kept decisions chose it for a hinted request,
@@ -105,7 +109,7 @@ func status(o Options) Status {
 		st.Splits = o.Splits.Splits(cfg)
 	}
 	all := o.Decisions.List(decisions.Filter{})
-	st.Kept = o.Decisions.Len()
+	st.Kept, st.Considered = o.Decisions.Len(), len(all)
 	st.Decisions = all[:min(len(all), recentShown)]
 	hinted, hits := map[string]int{}, map[string]int{}
 	for _, r := range all {
@@ -117,9 +121,16 @@ func status(o Options) Status {
 			hits[r.Chosen.Runner]++
 		}
 	}
+	limits := map[string]int{}
+	for _, p := range cfg.Pools {
+		limits[p.Name] = p.MaxConcurrency
+	}
 	byPool := map[string][]RunnerStatus{}
 	for _, r := range o.Runners.List() {
 		rs := RunnerStatus{Address: r.Address, State: string(r.State), Source: string(r.Source), InFlight: r.InFlight, Hints: []string{}, Hinted: hinted[r.Address]}
+		if l, ok := limits[r.Pool]; ok && l > 0 {
+			rs.Queued = max(0, r.InFlight-int64(l))
+		}
 		if o.Hints != nil {
 			if h := o.Hints(r.Address); h != nil {
 				rs.Hints = h

@@ -161,7 +161,7 @@ func New(o Options) (*Server, error) {
 			Splits:    s.engine,
 			Reloads:   s.loads.status,
 			Envoys:    s.envoys,
-			Published: s.pub.Versions,
+			Published: s.published,
 			Queued:    s.queued,
 			Gatherer:  reg,
 			Log:       s.log,

@@ -57,6 +57,17 @@ func (s *Server) envoys() []admin.EnvoyStatus {
 	return out
 }
 
+// published is the versions published, by resource type named as the
+// Envoys' acknowledgements name it ("Cluster", not its type URL), so the
+// two read side by side.
+func (s *Server) published() map[string]string {
+	out := map[string]string{}
+	for typ, v := range s.pub.Versions() {
+		out[typ[strings.LastIndexByte(typ, '.')+1:]] = v
+	}
+	return out
+}
+
 // queued is the work queued on a runner, as soonest estimates it.
 func (s *Server) queued(pool, addr string) time.Duration {
 	limit := 1
