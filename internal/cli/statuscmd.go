@@ -120,11 +120,22 @@ func fetchStatus(ctx context.Context, client *http.Client, base *url.URL, tokenF
 		return st, err
 	}
 	if resp.StatusCode != http.StatusOK {
+		// A refusal of server.admin_auth says why in reason and message;
+		// other errors only in error.
 		var e struct {
-			Error string `json:"error"`
+			Error   string `json:"error"`
+			Reason  string `json:"reason"`
+			Message string `json:"message"`
 		}
 		if json.Unmarshal(body, &e) == nil && e.Error != "" {
-			return st, fmt.Errorf("%s: %s: %s", req.URL, resp.Status, e.Error)
+			why := e.Error
+			if e.Message != "" {
+				why = e.Message
+			}
+			if e.Reason != "" {
+				why += " (reason: " + e.Reason + ")"
+			}
+			return st, fmt.Errorf("%s: %s: %s", req.URL, resp.Status, why)
 		}
 		return st, fmt.Errorf("%s: %s", req.URL, resp.Status)
 	}
@@ -147,20 +158,28 @@ func renderStatus(w io.Writer, st admin.Status) {
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w)
-	fmt.Fprintln(tw, "POOL\tRUNNER\tSTATE\tIN-FLIGHT\tQUEUED\tHIT-RATE\tMODELS")
+	fmt.Fprintln(tw, "POOL\tMAX-CONCURRENCY\tBALANCER\tRUNNERS")
 	for _, p := range st.Pools {
-		if len(p.Runners) == 0 {
-			fmt.Fprintf(tw, "%s\t-\t\t\t\t\t\n", p.Name)
-		}
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%d\n", p.Name, p.MaxConcurrency, p.Balancer, len(p.Runners))
+	}
+	tw.Flush()
+	fmt.Fprintln(w)
+	fmt.Fprintln(tw, "POOL\tRUNNER\tSTATE\tSOURCE\tIN-FLIGHT\tQUEUED\tHIT-RATE\tMODELS")
+	for _, p := range st.Pools {
 		for _, r := range p.Runners {
 			rate := "-"
 			if r.HitRate != nil {
 				rate = fmt.Sprintf("%.1f%% of %d", 100**r.HitRate, r.Hinted)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%.0f ms\t%s\t%s\n", p.Name, r.Address, r.State, r.InFlight, r.QueuedMs, rate, strings.Join(r.Hints, ","))
+			queued := fmt.Sprintf("%.0f ms", r.QueuedMs)
+			if r.Queued > 0 {
+				queued = fmt.Sprintf("%d req, %s", r.Queued, queued)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", p.Name, r.Address, r.State, r.Source, r.InFlight, queued, rate, orDash(strings.Join(r.Hints, ",")))
 		}
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "(hit rates over the last %d decisions)\n", st.Considered)
 	if len(st.Splits) > 0 {
 		fmt.Fprintln(w)
 		fmt.Fprintln(tw, "SPLIT\tVARIANT\tWEIGHT\tNOW\tSTATE\tWHY")
@@ -177,7 +196,7 @@ func renderStatus(w io.Writer, st admin.Status) {
 		if i == 10 {
 			break
 		}
-		runner, status, took := "-", "running", ""
+		runner, status, took := "-", "running", "-"
 		if d.Chosen != nil {
 			runner = d.Chosen.Runner
 		}
@@ -188,24 +207,37 @@ func renderStatus(w io.Writer, st admin.Status) {
 			}
 			took = fmt.Sprintf("%.0f ms", float64(e.Elapsed.Std().Microseconds())/1000)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Format("15:04:05.000"), d.Route, d.Pool, d.Hint, d.Outcome, runner, status, took)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", d.Time.Format("15:04:05.000"), d.Route, d.Pool, orDash(d.Hint), d.Outcome, runner, status, took)
 	}
 	tw.Flush()
 	fmt.Fprintln(w)
 	fmt.Fprintln(tw, "ENVOY\tCONNECTED\tACKED")
 	for _, e := range st.Envoys {
-		types := make([]string, 0, len(e.Acked))
-		for k := range e.Acked {
-			types = append(types, k)
-		}
-		sort.Strings(types)
-		var acked []string
-		for _, k := range types {
-			acked = append(acked, k+" "+e.Acked[k])
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Node, ago(st.Time, e.Connected), strings.Join(acked, ", "))
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", e.Node, ago(st.Time, e.Connected), versions(e.Acked))
 	}
 	tw.Flush()
+	fmt.Fprintf(w, "published: %s\n", versions(st.Published))
+}
+
+// versions lists resource types' versions, sorted by type.
+func versions(m map[string]string) string {
+	types := make([]string, 0, len(m))
+	for k := range m {
+		types = append(types, k)
+	}
+	sort.Strings(types)
+	parts := make([]string, 0, len(types))
+	for _, k := range types {
+		parts = append(parts, k+" "+m[k])
+	}
+	return orDash(strings.Join(parts, ", "))
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }
 
 func ago(now, t time.Time) string {
