@@ -41,12 +41,15 @@ $(PYTHON_STAMP): $(ENVOY_STAMP) $(PYTHON_REQS)
 python: $(PYTHON_STAMP) ## install the Python packages of the example and the benchmarks into .venv
 
 # The status page is tested in a real headless Chromium: Debian's
-# chromium-headless-shell, installed when no Chromium is on PATH (as root,
-# or through sudo). CHROMIUM_BIN names another one.
+# chromium-headless-shell (chromium where a release lacks it), installed
+# when no Chromium is on PATH (as root, or through sudo). CHROMIUM_BIN
+# names another one.
 browser: ## install a headless Chromium for the status page test (Debian's chromium-headless-shell)
-	@if [ -n "$$CHROMIUM_BIN" ] || command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null; then exit 0; fi; \
+	@if [ -n "$$CHROMIUM_BIN" ] || command -v chromium-headless-shell >/dev/null || command -v chromium >/dev/null || command -v headless_shell >/dev/null; then exit 0; fi; \
 	sudo=; [ "$$(id -u)" = 0 ] || sudo=sudo; \
-	$$sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends chromium-headless-shell
+	$$sudo apt-get update -qq || exit 1; \
+	pkg=chromium-headless-shell; apt-cache show $$pkg >/dev/null 2>&1 || pkg=chromium; \
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$pkg
 
 test: envoy python browser lint build ## unit, real-Envoy integration and Python tests (what CI runs)
 	$(GO) test $(GO_TEST_FLAGS) ./...

@@ -60,6 +60,21 @@ func checkPoolTable(t *testing.T, text string) {
 // ports, with extra flags, and returns its output.
 func runDemo(t *testing.T, extra ...string) string {
 	t.Helper()
+	cmd, _ := demoCommand(t, append([]string{"--duration", "3s", "--rate", "20", "--sim-load-time", "100ms"}, extra...)...)
+	var out syncio.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	start := time.Now()
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("demo failed: %v\n%s", err, out.String())
+	}
+	t.Logf("short demo took %v", time.Since(start).Round(time.Millisecond))
+	return out.String()
+}
+
+// demoCommand is `switchyard demo` of the demo config moved to free ports,
+// with flags, and its admin API's URL.
+func demoCommand(t *testing.T, flags ...string) (*exec.Cmd, string) {
+	t.Helper()
 	raw, err := os.ReadFile("../internal/dev/demo/demo.yaml")
 	if err != nil {
 		t.Fatal(err)
@@ -69,20 +84,12 @@ func runDemo(t *testing.T, extra ...string) string {
 	for _, port := range regexp.MustCompile(`(?:port: |127\.0\.0\.1:)(\d{4,5})`).FindAllStringSubmatch(cfg, -1) {
 		cfg = strings.ReplaceAll(cfg, port[0], strings.Replace(port[0], port[1], strconv.Itoa(freePort(t)), 1))
 	}
-	cfg += fmt.Sprintf("server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d, pipelines: 127.0.0.1:%d}\n", freePort(t), freePort(t), freePort(t))
+	adminAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	cfg += fmt.Sprintf("server: {grpc: 127.0.0.1:%d, admin: %s, pipelines: 127.0.0.1:%d}\n", freePort(t), adminAddr, freePort(t))
 	dir := t.TempDir()
 	path := filepath.Join(dir, "demo.yaml")
 	if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(switchyardBin, append([]string{"demo", "--config", path, "--duration", "3s", "--rate", "20",
-		"--sim-load-time", "100ms", "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs")}, extra...)...)
-	var out syncio.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	start := time.Now()
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("demo failed: %v\n%s", err, out.String())
-	}
-	t.Logf("short demo took %v", time.Since(start).Round(time.Millisecond))
-	return out.String()
+	return exec.Command(switchyardBin, append([]string{"demo", "--config", path, "--envoy-admin-port", "0", "--log-dir", filepath.Join(dir, "logs")}, flags...)...), "http://" + adminAddr
 }

@@ -1,8 +1,11 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"image"
+	_ "image/png"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,7 +20,9 @@ import (
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
+	"github.com/switchyard/switchyard/internal/admin"
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/testutil/syncio"
 )
 
 // chromium finds the headless Chromium the browser tests drive: CHROMIUM_BIN,
@@ -120,16 +125,6 @@ routes:
 	if decided != 3 {
 		t.Errorf("%d decisions shown, want 3", decided)
 	}
-	if p := os.Getenv("SWITCHYARD_SCREENSHOT"); p != "" {
-		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(90))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, png, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-
 	// A runner registers: the open page shows it after its own refresh.
 	if code := s.Admin(http.MethodPut, "/v1/pools/a100/runners/"+late.Addr, "", nil); code != http.StatusOK {
 		t.Fatalf("registering: %d", code)
@@ -152,15 +147,124 @@ routes:
 	if err := chromedp.Do(phone, chromedp.Navigate(s.AdminURL+"/"), chromedp.WaitVisible(`table.runners`)); err != nil {
 		t.Fatal(err)
 	}
-	overflow, err := chromedp.Run(phone, chromedp.Evaluate[bool](`document.documentElement.scrollWidth > window.innerWidth`))
+	// A mobile viewport widens to fit what overflows (window.innerWidth
+	// grows with it), so the page is held to the phone's 390 px.
+	overflow, err := chromedp.Run(phone, chromedp.Evaluate[bool](`document.body.scrollWidth > 390 || document.documentElement.scrollWidth > 390 || window.innerWidth > 390`))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if overflow {
-		why, _ := chromedp.Run(phone, chromedp.Evaluate[string](`window.innerWidth + " " + document.documentElement.scrollWidth + " " + Array.from(document.querySelectorAll("body *")).filter(e => (e.matches(".scroll") || !e.closest(".scroll")) && e.getBoundingClientRect().right > window.innerWidth + 1).slice(0, 5).map(e => e.tagName + "." + e.className + " " + Math.round(e.getBoundingClientRect().right)).join(", ")`))
+		why, err := chromedp.Run(phone, chromedp.Evaluate[string](`window.innerWidth + " " + document.documentElement.scrollWidth + " " + Array.from(document.body.querySelectorAll("*")).filter(e => !e.closest(".scroll") && e.scrollWidth > 390).slice(-5).map(e => e.tagName + "." + e.className + " " + e.scrollWidth).join(", ")`))
+		if err != nil {
+			why = err.Error()
+		}
 		t.Errorf("the page is wider than a phone's screen (inner width, scroll width, what sticks out): %s", why)
+	}
+	shot, err := chromedp.Run(phone, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if img, _, err := image.DecodeConfig(bytes.NewReader(shot)); err != nil || img.Width != 390*3 {
+		t.Errorf("the phone screenshot: %+v, %v; want 390 px at 3 device pixels each", img, err)
+	}
+	if p := os.Getenv("SWITCHYARD_SCREENSHOT_PHONE"); p != "" {
+		if err := os.WriteFile(p, shot, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 	if p := phoneProblems(); len(p) > 0 {
 		t.Errorf("phone: console errors or exceptions: %v", p)
 	}
+}
+
+// SWITCHYARD_SCREENSHOT=$PWD/docs/status.png retakes the README's picture:
+// the status page of `switchyard demo`'s stack at a laptop's width, after
+// some seconds of its traffic.
+func TestDemoStatusScreenshot(t *testing.T) {
+	out := os.Getenv("SWITCHYARD_SCREENSHOT")
+	if out == "" {
+		t.Skip("set SWITCHYARD_SCREENSHOT to a .png path to take the README's screenshot")
+	}
+	cmd, adminURL := demoCommand(t, "--duration", "60s")
+	var log syncio.Buffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Signal(os.Interrupt)
+		_ = cmd.Wait()
+	})
+	deadline := time.Now().Add(60 * time.Second)
+	for !strings.Contains(log.String(), "Stack ready at") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the demo did not start:\n%s", log.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	time.Sleep(12 * time.Second)
+	ctx, problems := browser(t, 1280, 900)
+	if err := chromedp.Do(ctx, chromedp.Navigate(adminURL+"/"), chromedp.WaitVisible(`#decisions`)); err != nil {
+		t.Fatal(err)
+	}
+	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(out, shot, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := problems(); len(p) > 0 {
+		t.Errorf("console errors or exceptions: %v", p)
+	}
+}
+
+// /debug/status from a real switchyard and Envoy: the connected Envoy has
+// acknowledged what was published (named alike), a rejected edit is the
+// last reload error while the generation stays, and a good edit is the
+// next generation.
+func TestStatusPageFacts(t *testing.T) {
+	a1 := StartRunner(t, "a1", simrunner.Options{})
+	b1 := StartRunner(t, "b1", simrunner.Options{})
+	s := NewStack(t, StackConfig{Body: twoPools([]*TestRunner{a1}, []*TestRunner{b1})})
+	good := s.ReadConfig()
+	status := func() admin.Status {
+		t.Helper()
+		var st admin.Status
+		if code := s.Admin(http.MethodGet, "/debug/status", "", &st); code != http.StatusOK {
+			t.Fatalf("GET /debug/status: %d", code)
+		}
+		return st
+	}
+	var st admin.Status
+	Eventually(t, 10*time.Second, "the Envoy acknowledged every published version", func() bool {
+		st = status()
+		if len(st.Envoys) != 1 || st.Published["Cluster"] == "" {
+			return false
+		}
+		for typ, v := range st.Envoys[0].Acked {
+			if st.Published[typ] != v {
+				return false
+			}
+		}
+		return len(st.Envoys[0].Acked) >= 4 // clusters, endpoints, listeners, routes
+	})
+	if st.Config.Generation != 1 || st.Config.LastError != "" || st.Config.LoadedAt.IsZero() {
+		t.Errorf("at the start: %+v, want generation 1 and no reload error", st.Config)
+	}
+	if len(st.Pools) != 2 || len(st.Pools[0].Runners) != 1 || st.Pools[0].Runners[0].Address != a1.Addr {
+		t.Errorf("pools %+v", st.Pools)
+	}
+
+	s.WriteConfig(strings.Replace(good, "rules: [{pool: a}]", "rules: [{pool: c}]", 1))
+	Eventually(t, 5*time.Second, "the rejected edit shown", func() bool {
+		st = status()
+		return strings.Contains(st.Config.LastError, `unknown pool "c"`)
+	})
+	if st.Config.Generation != 1 || st.Config.LastErrorAt == nil {
+		t.Errorf("after a rejected edit: %+v, want generation 1 still and when it was rejected", st.Config)
+	}
+
+	s.WriteConfig(strings.Replace(good, "rules: [{pool: a}]", "rules: [{pool: b}]", 1))
+	Eventually(t, 5*time.Second, "the good edit is generation 2", func() bool { return status().Config.Generation == 2 })
 }
