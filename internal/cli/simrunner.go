@@ -3,8 +3,6 @@ package cli
 import (
 	"bytes"
 	"context"
-	"crypto/tls"
-	"crypto/x509"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -14,8 +12,6 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"os"
-	"strings"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
@@ -38,10 +34,7 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	register := fs.String("register", "", "switchyard admin URL to register with, e.g. http://127.0.0.1:18001")
 	pool := fs.String("pool", "", "pool to register in (with --register)")
 	ttl := fs.Duration("ttl", 10*time.Second, "registration TTL, renewed every ttl/3 (with --register)")
-	caFile := fs.String("tls-ca-file", "", "CA to check an https admin URL's certificate against (server.admin_tls) (with --register)")
-	certFile := fs.String("tls-cert-file", "", "client certificate to present to the admin API (admin_auth.client_certificates) (with --register)")
-	keyFile := fs.String("tls-key-file", "", "the client certificate's key (with --tls-cert-file)")
-	tokenFile := fs.String("token-file", "", "file holding the admin API's bearer token (server.admin_auth), re-read at every renewal (with --register)")
+	access := addAdminAccessFlags(fs, " (with --register)")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
@@ -60,7 +53,7 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	var admin *url.URL
 	if *register != "" {
 		var err error
-		if admin, err = adminURL(*register); err != nil {
+		if admin, err = adminURL("register", *register); err != nil {
 			problems = append(problems, err)
 		}
 		if *pool == "" {
@@ -73,15 +66,8 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 		if ap, err := netip.ParseAddrPort(*listen); err != nil || ap.Addr().IsUnspecified() {
 			problems = append(problems, fmt.Errorf("--register needs --listen as a reachable ip:port, not %q", *listen))
 		}
-		if *tokenFile != "" {
-			if _, err := readToken(*tokenFile); err != nil {
-				problems = append(problems, err)
-			}
-		}
-		if (*certFile == "") != (*keyFile == "") {
-			problems = append(problems, errors.New("--tls-cert-file and --tls-key-file go together"))
-		}
-	} else if *pool != "" || *tokenFile != "" {
+		problems = append(problems, access.problems()...)
+	} else if *pool != "" || access.tokenFile != "" {
 		problems = append(problems, errors.New("--pool and --token-file need --register"))
 	}
 	if len(problems) > 0 {
@@ -103,18 +89,18 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	fmt.Fprintf(stdout, "sim-runner listening on %s\n", srv.Addr)
 
 	if admin != nil {
-		client, err := adminClient(*ttl/3, *caFile, *certFile, *keyFile)
+		client, err := access.client(*ttl / 3)
 		if err != nil {
 			stop()
 			<-srv.Done
 			return err
 		}
 		reg := &registration{
-			url:       admin.JoinPath("v1", "pools", *pool, "runners", srv.Addr.String()),
-			ttl:       *ttl,
-			tokenFile: *tokenFile,
-			client:    client,
-			log:       slog.New(slog.NewTextHandler(stderr, nil)),
+			url:    admin.JoinPath("v1", "pools", *pool, "runners", srv.Addr.String()),
+			ttl:    *ttl,
+			access: access,
+			client: client,
+			log:    slog.New(slog.NewTextHandler(stderr, nil)),
 		}
 		if err := reg.keep(ctx, srv.Done); err != nil {
 			stop()
@@ -132,58 +118,13 @@ func simRunner(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	return <-srv.Done
 }
 
-func adminURL(s string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimRight(s, "/"))
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("--register %q: want an admin URL like http://127.0.0.1:18001", s)
-	}
-	return u, nil
-}
-
 // registration keeps one runner registered through the admin API.
 type registration struct {
-	url       *url.URL
-	ttl       time.Duration
-	tokenFile string // the bearer token's file; "" sends none
-	client    *http.Client
-	log       *slog.Logger
-}
-
-// adminClient reaches the admin API: over HTTPS it trusts caFile (the
-// system's roots when empty) and presents certFile/keyFile when given.
-func adminClient(timeout time.Duration, caFile, certFile, keyFile string) (*http.Client, error) {
-	c := &tls.Config{MinVersion: tls.VersionTLS12}
-	if caFile != "" {
-		pem, err := os.ReadFile(caFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-ca-file: %w", err)
-		}
-		c.RootCAs = x509.NewCertPool()
-		if !c.RootCAs.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("--tls-ca-file %s: no PEM certificate", caFile)
-		}
-	}
-	if certFile != "" {
-		pair, err := tls.LoadX509KeyPair(certFile, keyFile)
-		if err != nil {
-			return nil, fmt.Errorf("--tls-cert-file: %w", err)
-		}
-		c.Certificates = []tls.Certificate{pair}
-	}
-	return &http.Client{Timeout: timeout, Transport: &http.Transport{TLSClientConfig: c}}, nil
-}
-
-// readToken reads a bearer token file: one line, surrounding space trimmed.
-func readToken(path string) (string, error) {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("--token-file: %w", err)
-	}
-	tok := strings.TrimSpace(string(data))
-	if tok == "" {
-		return "", fmt.Errorf("--token-file %s: empty", path)
-	}
-	return tok, nil
+	url    *url.URL
+	ttl    time.Duration
+	access *adminAccess
+	client *http.Client
+	log    *slog.Logger
 }
 
 // errRejected marks an answer that retrying will not change (4xx).
@@ -240,13 +181,8 @@ func (r *registration) send(ctx context.Context, method string) error {
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if r.tokenFile != "" {
-		// Re-read every time: a rotated token is picked up at the next beat.
-		tok, err := readToken(r.tokenFile)
-		if err != nil {
-			return err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if err := r.access.authorize(req); err != nil {
+		return err
 	}
 	resp, err := r.client.Do(req)
 	if err != nil {

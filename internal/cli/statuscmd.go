@@ -27,10 +27,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	cfgPath := fs.String("config", "", "config file whose server.admin (and admin_tls) name the admin API")
 	watch := fs.Bool("watch", false, "redraw every --interval until interrupted")
 	interval := fs.Duration("interval", 2*time.Second, "how often --watch redraws")
-	tokenFile := fs.String("token-file", "", "file holding a bearer token (server.admin_auth with read tokens)")
-	caFile := fs.String("tls-ca-file", "", "CA to check an https admin URL's certificate against")
-	certFile := fs.String("tls-cert-file", "", "client certificate to present")
-	keyFile := fs.String("tls-key-file", "", "the client certificate's key")
+	access := addAdminAccessFlags(fs, "")
 	if err := fs.Parse(args); err != nil {
 		return ErrUsage
 	}
@@ -41,11 +38,14 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	if err != nil {
 		return err
 	}
-	client, err := adminClient(10*time.Second, *caFile, *certFile, *keyFile)
+	if p := access.problems(); len(p) > 0 {
+		return errors.Join(p...)
+	}
+	client, err := access.client(10 * time.Second)
 	if err != nil {
 		return err
 	}
-	fetch := func() (admin.Status, error) { return fetchStatus(ctx, client, base, *tokenFile) }
+	fetch := func() (admin.Status, error) { return fetchStatus(ctx, client, base, access) }
 	if !*watch {
 		st, err := fetch()
 		if err != nil {
@@ -77,11 +77,7 @@ func statusCmd(ctx context.Context, args []string, stdout, stderr io.Writer) err
 // server.admin, else the default address.
 func statusURL(flagURL, cfgPath string) (*url.URL, error) {
 	if flagURL != "" {
-		u, err := adminURL(flagURL)
-		if err != nil {
-			return nil, fmt.Errorf("--admin %q: want an admin URL like http://127.0.0.1:18001", flagURL)
-		}
-		return u, nil
+		return adminURL("admin", flagURL)
 	}
 	if cfgPath == "" {
 		return &url.URL{Scheme: "http", Host: config.DefaultAdmin}, nil
@@ -97,18 +93,14 @@ func statusURL(flagURL, cfgPath string) (*url.URL, error) {
 	return &url.URL{Scheme: scheme, Host: cfg.Server.Admin}, nil
 }
 
-func fetchStatus(ctx context.Context, client *http.Client, base *url.URL, tokenFile string) (admin.Status, error) {
+func fetchStatus(ctx context.Context, client *http.Client, base *url.URL, access *adminAccess) (admin.Status, error) {
 	var st admin.Status
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, base.String()+"/debug/status", nil)
 	if err != nil {
 		return st, err
 	}
-	if tokenFile != "" {
-		tok, err := readToken(tokenFile)
-		if err != nil {
-			return st, err
-		}
-		req.Header.Set("Authorization", "Bearer "+tok)
+	if err := access.authorize(req); err != nil {
+		return st, err
 	}
 	resp, err := client.Do(req)
 	if err != nil {
