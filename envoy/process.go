@@ -155,7 +155,11 @@ func Start(ctx context.Context, opts StartOptions) (*Process, error) {
 	if timeout <= 0 {
 		timeout = defaultReadyTimeout
 	}
-	p.proc, err = supervise.Start(ctx, exec.Command(bin, args...), supervise.Options{
+	cmd := exec.Command(bin, args...)
+	// switchyard's dynamic module (server.edge_module) is Go: its runtime
+	// must not check pointers handed to Envoy (see cmd/switchyard-module).
+	cmd.Env = append(os.Environ(), "GODEBUG=cgocheck=0")
+	p.proc, err = supervise.Start(ctx, cmd, supervise.Options{
 		Name:         "Envoy",
 		Tee:          opts.Log,
 		Ready:        p.readyProbe(addrPath),

@@ -74,6 +74,9 @@ type Config struct {
 	// Warnings are what validate and the server's log report of a valid
 	// file: deprecated names.
 	Warnings []Problem `json:"-"`
+	// Source is the file's text, kept when server.edge_module is set: the
+	// module in each Envoy parses the same file.
+	Source []byte `json:"-"`
 }
 
 // Responses says what switchyard adds to or keeps from responses.
@@ -182,6 +185,11 @@ type Server struct {
 	// on, for Envoy only; it listens there only while a route declares a
 	// pipeline.
 	Pipelines string `json:"pipelines"`
+	// EdgeModule, when set, is the path (as Envoy sees it) of switchyard's
+	// Envoy dynamic module: Envoy then decides each request itself, in
+	// process, instead of asking switchyard over ext_proc (a prototype:
+	// routes that read headers only, the pools' static runners, one edge).
+	EdgeModule string `json:"edge_module,omitempty"`
 }
 
 // AdminTLS is HTTPS on the admin port (server.admin_tls). With

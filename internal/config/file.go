@@ -56,6 +56,7 @@ type serverFile struct {
 	GRPCTLS      *grpcTLSFile   `yaml:"grpc_tls"`
 	AdminTLS     *adminTLSFile  `yaml:"admin_tls"`
 	Pipelines    string         `yaml:"pipelines"`
+	EdgeModule   string         `yaml:"edge_module"`
 }
 
 type adminTLSFile struct {

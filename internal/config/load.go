@@ -57,6 +57,9 @@ func Parse(name string, data []byte) (*Config, error) {
 		return nil, err
 	}
 	cfg.Warnings = ps.warnings
+	if cfg.Server.EdgeModule != "" {
+		cfg.Source = data
+	}
 	return cfg, nil
 }
 

@@ -75,7 +75,46 @@ func build(name string, f *file, ps *problems) *Config {
 	if f.Cluster != nil {
 		cfg.Cluster = buildCluster(name, *f.Cluster, root.key("cluster"), ps)
 	}
+	if f.Server.EdgeModule != "" {
+		cfg.Server.EdgeModule = checkEdgeModule(name, f.Server.EdgeModule, cfg, root, ps)
+	}
 	return cfg
+}
+
+// checkEdgeModule resolves server.edge_module and refuses what the module
+// does not do yet: it decides on headers alone, over the pools' static
+// runners, in each Envoy on its own.
+func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) string {
+	path := root.key("server").key("edge_module")
+	p = resolvePath(file, p, path, ps)
+	if _, err := os.Stat(p); err != nil {
+		// Envoy opens it and may see another filesystem.
+		ps.warn(path, "%s is not here (make build makes bin/libswitchyard.so); the Envoys must find it at that path", p)
+	}
+	if cfg.Cluster != nil {
+		ps.at(path, "cannot be used with cluster: each Envoy's module keeps its own runner state")
+	}
+	// The decision record (explain, the JSON access log, spans) is made
+	// only on the ext_proc path.
+	if cfg.Responses.Explain {
+		ps.at(root.key("responses").key("explain"), "needs switchyard's ext_proc path, not server.edge_module")
+	}
+	if cfg.Observe.AccessLog != nil {
+		ps.at(root.key("observe").key("access_log"), "needs switchyard's ext_proc path, not server.edge_module")
+	}
+	if cfg.Observe.Tracing != nil {
+		ps.at(root.key("observe").key("tracing"), "needs switchyard's ext_proc path, not server.edge_module")
+	}
+	for i := range cfg.Routes {
+		r := &cfg.Routes[i]
+		switch {
+		case r.Pipeline != nil:
+			ps.at(root.key("routes").idx(i).key("pipeline"), "route %q: pipelines need switchyard's ext_proc path, not server.edge_module", r.Name)
+		case r.NeedsBody():
+			ps.at(root.key("routes").idx(i), "route %q reads the request body: with server.edge_module, rules, hints and cost may read headers, path and method only", r.Name)
+		}
+	}
+	return p
 }
 
 func buildObserve(file string, f observeFile, path fieldPath, ps *problems) Observe {

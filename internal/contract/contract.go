@@ -63,6 +63,22 @@ const (
 // each ext_proc message.
 const ExtProcFilterName = "envoy.filters.http.ext_proc"
 
+// With server.edge_module, switchyard's Envoy dynamic module decides in
+// ext_proc's place: ModuleFilterName names it in the HTTP filter chain,
+// ModuleFilterConfigName is the filter the module registers, and its
+// filter config is a ModuleConfig, JSON-encoded in a StringValue.
+const (
+	ModuleFilterName       = "switchyard.decide"
+	ModuleFilterConfigName = "switchyard"
+)
+
+// ModuleConfig is what the module is handed: the config file's name (its
+// relative paths resolve from there) and its text.
+type ModuleConfig struct {
+	File   string `json:"file"`
+	Source string `json:"source"`
+}
+
 // Attributes the ext_proc filter is configured to send, and the server reads.
 const (
 	// AttrRouteName is sent with the request headers: the name of the route

@@ -96,7 +96,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 		HttpFilters: []*hcmv3.HttpFilter{
 			{Name: decodedMarkFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(decodedMark())}},
 			{Name: bodyFieldsFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(bodyFieldsOff())}, Disabled: true},
-			{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded(extProcFilter(cfg, l.Name)))}},
+			decisionFilter(cfg, l.Name),
 			{Name: hintsToMetadataFilter, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(hintsToMetadata(cfg))}},
 			{Name: "envoy.filters.http.router", ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(&routerv3.Router{})}},
 		},

@@ -32,7 +32,11 @@ const (
 // the request's dynamic metadata (the decision's flight key, the runner's
 // hints copied by hintsToMetadata).
 func accessLogs(cfg *config.Config) []*accesslogv3.AccessLog {
-	logs := []*accesslogv3.AccessLog{accessLog()}
+	var logs []*accesslogv3.AccessLog
+	if cfg.Server.EdgeModule == "" {
+		// The module sees each response and end in process.
+		logs = append(logs, accessLog())
+	}
 	if cfg.Observe.AccessLog != nil {
 		logs = append(logs, decisionLog(cfg.Observe.AccessLog))
 	}

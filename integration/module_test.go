@@ -1,0 +1,133 @@
+package integration
+
+import (
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/switchyard/switchyard/internal/dev/simrunner"
+)
+
+var (
+	moduleOnce sync.Once
+	modulePath string
+	moduleErr  error
+)
+
+// edgeModule builds switchyard's Envoy module from this tree (cached by
+// the Go build cache), so the test runs the code under test.
+func edgeModule(t *testing.T) string {
+	t.Helper()
+	moduleOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "switchyard-module-")
+		if err != nil {
+			moduleErr = err
+			return
+		}
+		modulePath = filepath.Join(dir, "libswitchyard.so")
+		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", modulePath, "github.com/switchyard/switchyard/cmd/switchyard-module")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			moduleErr = err
+			modulePath = string(out)
+		}
+	})
+	if moduleErr != nil {
+		t.Fatalf("building the Envoy module: %v\n%s", moduleErr, modulePath)
+	}
+	return modulePath
+}
+
+// With server.edge_module, Envoy decides in process: the rule's pool, the
+// warm runner of a hint, learnt from each response as Envoy passes it on,
+// with no ext_proc stream and no access-log stream; a reload keeps what
+// was learnt, forged routing headers are still dropped, and requests keep
+// being decided while switchyard is down.
+func TestEdgeModule(t *testing.T) {
+	o := simrunner.Options{LoadTime: 300 * time.Millisecond, InferTime: 200 * time.Millisecond, Slots: 1}
+	small := runnersNamed(t, o, "a100-1", "a100-2", "a100-3")
+	large := runnersNamed(t, o, "h100-1")
+	body := func(limit string) string {
+		return poolsYAML(poolSpec{name: "a100", runners: small}, poolSpec{name: "h100", runners: large}) + `
+routes:
+  - name: images
+    match: {prefix: /}
+    rules:
+      - when: int(headers["x-pixels"]) <= ` + limit + `
+        pool: a100
+      - pool: h100
+`
+	}
+	s := NewStack(t, StackConfig{Server: "edge_module: " + edgeModule(t), Body: body("1048576")})
+
+	send := func(pixels, hint string, extra map[string]string) Reply {
+		t.Helper()
+		h := map[string]string{"x-pixels": pixels, "x-fal-runner-hint": hint}
+		for k, v := range extra {
+			h[k] = v
+		}
+		return s.MustDo(http.MethodPost, "/gen", h, tinyBody)
+	}
+	// The rule, decided in Envoy.
+	if r := send("262144", "flux", nil); r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != "a100" || !strings.HasPrefix(r.Runner(), "a100-") {
+		t.Fatalf("small request: %d pool %q runner %q, want 200 from a100", r.Status, r.Header.Get("x-switchyard-pool"), r.Runner())
+	}
+	if r := send("4194304", "flux", nil); r.Header.Get("x-switchyard-pool") != "h100" || r.Runner() != "h100-1" {
+		t.Fatalf("large request: pool %q runner %q, want h100-1", r.Header.Get("x-switchyard-pool"), r.Runner())
+	}
+	// A forged pool header is gone before the module or the route sees it.
+	if r := send("262144", "flux", map[string]string{"x-switchyard-pool": "h100"}); r.Header.Get("x-switchyard-pool") != "a100" {
+		t.Fatalf("forged x-switchyard-pool: served by %q", r.Header.Get("x-switchyard-pool"))
+	}
+
+	// Hint affinity: a model's first request loads it somewhere (a
+	// miss); every later one, sent after the last answer, lands there.
+	first := send("262144", "sdxl", nil)
+	if first.Header.Get("x-switchyard-hint") != "miss" {
+		t.Fatalf("first sdxl request: hint %q, want miss", first.Header.Get("x-switchyard-hint"))
+	}
+	warm := first.Runner()
+	if first.Header.Get("x-switchyard-runner") == "" {
+		t.Errorf("no x-switchyard-runner on a decided response")
+	}
+	hits := func(n int, when string) {
+		t.Helper()
+		for i := range n {
+			r := send("262144", "sdxl", nil)
+			if r.Runner() != warm || r.Header.Get("x-switchyard-hint") != "hit" {
+				t.Fatalf("%s, repeat %d: served by %s (%q), want the warm runner %s (hit)", when, i, r.Runner(), r.Header.Get("x-switchyard-hint"), warm)
+			}
+		}
+	}
+	hits(8, "learnt in Envoy")
+	stats := s.EnvoyStats()
+	for k, v := range stats {
+		if strings.Contains(k, "ext_proc") && strings.HasSuffix(k, "streams_started") && v != 0 {
+			t.Errorf("%s = %d: the module path opens no ext_proc stream", k, v)
+		}
+	}
+	if n := s.Metric(`switchyard_decisions_total{hint="hit"}`) + s.Metric(`switchyard_decisions_total{hint="miss"}`); n != 0 {
+		t.Errorf("switchyard made %v decisions; the module should have made them all", n)
+	}
+
+	// A reload reaches the module (the limit moves) and keeps its runners' state.
+	s.WriteConfig(strings.Replace(s.ReadConfig(), "<= 1048576", "<= 100", 1))
+	Eventually(t, 10*time.Second, "the module to take the new rule", func() bool {
+		return send("262144", "flux", nil).Header.Get("x-switchyard-pool") == "h100"
+	})
+	if r := send("50", "sdxl", nil); r.Runner() != warm || r.Header.Get("x-switchyard-hint") != "hit" {
+		t.Fatalf("after the reload: served by %s (%q), want the warm runner %s", r.Runner(), r.Header.Get("x-switchyard-hint"), warm)
+	}
+
+	// switchyard down: Envoy goes on deciding by itself.
+	s.StopSwitchyard()
+	for i := range 4 {
+		if r := send("50", "sdxl", nil); r.Status != http.StatusOK || r.Runner() != warm {
+			t.Fatalf("switchyard down, request %d: %d from %s, want the warm runner %s", i, r.Status, r.Runner(), warm)
+		}
+	}
+}
