@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"errors"
 	"net/http"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	filterv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/filters/http/ext_proc/v3"
 	extprocv3 "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 
+	"github.com/switchyard/switchyard/internal/bodyfields"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
 	"github.com/switchyard/switchyard/internal/decisions"
@@ -117,14 +117,12 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		}
 	}
 	if needsBody {
-		x.req.BodyErr = errNoBody
+		x.req.BodyErr = bodyfields.ErrNoBody
 	}
 	return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
 	})
 }
-
-var errNoBody = errors.New("request has no body")
 
 // How a request's body fields reached switchyard (the record's body).
 const (
@@ -148,7 +146,7 @@ func (x *exchange) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingRespo
 	if x.route == nil {
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{}}}
 	}
-	x.req.Body, x.req.BodyErr = x.s.fields.get(x.cfg, x.route).Extract(b.GetBody())
+	x.req.Body, x.req.BodyErr = x.route.Fields().Extract(b.GetBody())
 	return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestBody{RequestBody: &extprocv3.BodyResponse{Response: common}}}
 	})

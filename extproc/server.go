@@ -57,8 +57,7 @@ type Options struct {
 // Server answers Envoy's ext_proc streams: one stream per HTTP request.
 type Server struct {
 	extprocv3.UnimplementedExternalProcessorServer
-	o      Options
-	fields fieldCache
+	o Options
 }
 
 // New makes a server; Register serves it on a gRPC server.

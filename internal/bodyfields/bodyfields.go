@@ -10,6 +10,7 @@ package bodyfields
 
 import (
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"unicode/utf8"
@@ -20,6 +21,9 @@ import (
 
 // ErrNotJSON means the body is not a JSON object.
 var ErrNotJSON = errors.New("request body is not a JSON object")
+
+// ErrNoBody means a route that reads the body got a request without one.
+var ErrNoBody = errors.New("request has no body")
 
 // Fields is a compiled set of field paths to extract.
 type Fields struct {
@@ -111,6 +115,47 @@ func lookup(v gjson.Result, path []string) (gjson.Result, bool) {
 		}
 	}
 	return v, true
+}
+
+// Assemble nests the values of paths as Extract nests them, where
+// value(i) gives path i's value (false when it has none, as a field Envoy
+// could not extract). It fails when a value is missing or when one path's
+// value sits where another path needs an object.
+func Assemble(paths [][]string, value func(i int) (any, bool)) (map[string]any, bool) {
+	body := make(map[string]any, len(paths))
+	for i, path := range paths {
+		v, ok := value(i)
+		if !ok || len(path) == 0 {
+			return nil, false
+		}
+		m := body
+		for _, k := range path[:len(path)-1] {
+			next, ok := m[k].(map[string]any)
+			if !ok {
+				if _, taken := m[k]; taken {
+					return nil, false
+				}
+				next = map[string]any{}
+				m[k] = next
+			}
+			m = next
+		}
+		m[path[len(path)-1]] = v
+	}
+	return body, true
+}
+
+// maxExactInt is the largest integer a double holds exactly.
+const maxExactInt = 1 << 53
+
+// Number is a JSON number carried as a double (as Envoy's metadata carries
+// every number) as Extract gives it: a whole number an int64, any other a
+// float64. A number written with a zero fraction (1024.0) is whole.
+func Number(n float64) any {
+	if n == math.Trunc(n) && math.Abs(n) <= maxExactInt {
+		return int64(n)
+	}
+	return n
 }
 
 func set(m map[string]any, path []string, v any) {

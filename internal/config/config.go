@@ -2,6 +2,7 @@ package config
 
 import (
 	"crypto/subtle"
+	"github.com/switchyard/switchyard/internal/bodyfields"
 	"slices"
 	"sort"
 	"strings"
@@ -368,6 +369,7 @@ type Route struct {
 	bodyFields [][]string
 	wholeBody  bool
 	bodyPath   BodyPath
+	fields     *bodyfields.Fields
 }
 
 type Match struct {
@@ -568,7 +570,14 @@ func (r *Route) classifyBody() {
 			r.bodyPath = BodyBuffered // Envoy's selectors cannot name an empty key
 		}
 	}
+	if r.needsBody {
+		r.fields = bodyfields.Compile(r.bodyFields, r.wholeBody)
+	}
 }
+
+// Fields is the compiled extraction of what the route reads of a body (nil
+// when it reads none).
+func (r *Route) Fields() *bodyfields.Fields { return r.fields }
 
 // RequestHeadersRead lists the request headers switchyard reads to decide
 // the listener's requests, sorted: the pseudo-headers and content-length it
