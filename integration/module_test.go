@@ -1,16 +1,16 @@
 package integration
 
 import (
+	"context"
 	"net/http"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/edgemodule"
 )
 
 var (
@@ -19,8 +19,7 @@ var (
 	moduleErr  error
 )
 
-// edgeModule builds switchyard's Envoy module from this tree (cached by
-// the Go build cache), so the test runs the code under test.
+// edgeModule builds switchyard's Envoy module from this tree, once per run.
 func edgeModule(t *testing.T) string {
 	t.Helper()
 	moduleOnce.Do(func() {
@@ -29,15 +28,10 @@ func edgeModule(t *testing.T) string {
 			moduleErr = err
 			return
 		}
-		modulePath = filepath.Join(dir, "libswitchyard.so")
-		cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", modulePath, "github.com/switchyard/switchyard/cmd/switchyard-module")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			moduleErr = err
-			modulePath = string(out)
-		}
+		modulePath, moduleErr = edgemodule.Build(context.Background(), dir)
 	})
 	if moduleErr != nil {
-		t.Fatalf("building the Envoy module: %v\n%s", moduleErr, modulePath)
+		t.Fatal(moduleErr)
 	}
 	return modulePath
 }

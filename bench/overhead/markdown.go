@@ -11,7 +11,7 @@ var payloadTitle = map[string]string{
 	Payload1MB:     "1 MB JSON body (fields at the end)",
 }
 
-var pathOrder = []string{PathDirect, PathEnvoy, PathSwitchyard, PathGoRouter, PathPythonRouter}
+var pathOrder = []string{PathDirect, PathEnvoy, PathSwitchyard, PathModule, PathGoRouter, PathPythonRouter}
 
 // Markdown renders the result as a section for BENCHMARKS.md: how it was
 // measured, a table per payload, the highest rate each setup held, and the

@@ -287,7 +287,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 					return nil, err
 				}
 				e.settle(ctx, s)
-				logf("  %5d req/s  round %d/%d  %-22s  %s%s", rate, round+1, cfg.rounds, s.name, summary(c.rounds[len(c.rounds)-1]), c.lastCPU(s.path == PathSwitchyard))
+				logf("  %5d req/s  round %d/%d  %-22s  %s%s", rate, round+1, cfg.rounds, s.name, summary(c.rounds[len(c.rounds)-1]), c.lastCPU(s.switchyard()))
 			}
 		}
 		for _, i := range active {
@@ -310,7 +310,7 @@ func Run(ctx context.Context, o Options) (*Result, error) {
 		sr := SetupResult{Name: s.name, Path: s.path, Payload: s.payload, BodyBytes: len(s.req.body), Description: s.desc}
 		for ri, rate := range cfg.rates {
 			rr := cells[i][ri].result(s.rate(rate))
-			rr.CPU = cells[i][ri].cpuCost(s.path == PathSwitchyard)
+			rr.CPU = cells[i][ri].cpuCost(s.switchyard())
 			if rr.Holds {
 				sr.MaxRate = rr.Rate
 			}

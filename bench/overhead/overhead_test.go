@@ -119,8 +119,8 @@ func checkCPU(t *testing.T, r *Result) {
 				t.Errorf("%s at %d req/s: %v ms per 1000 requests, want %v (%v ms over %d requests)", s.Name, rr.Rate, c.MsPer1000, want, c.Ms, rr.Requests)
 			}
 			split := c.SwitchyardMsPer1000 != nil && c.EnvoyMsPer1000 != nil
-			if split != (s.Path == PathSwitchyard) || (!split && (c.SwitchyardMsPer1000 != nil || c.EnvoyMsPer1000 != nil)) {
-				t.Errorf("%s at %d req/s: CPU parts switchyard %v, Envoy %v: want both for switchyard, neither elsewhere",
+			if split != (s.Path == PathSwitchyard || s.Path == PathModule) || (!split && (c.SwitchyardMsPer1000 != nil || c.EnvoyMsPer1000 != nil)) {
+				t.Errorf("%s at %d req/s: CPU parts switchyard %v, Envoy %v: want both for the switchyard stacks, neither elsewhere",
 					s.Name, rr.Rate, c.SwitchyardMsPer1000, c.EnvoyMsPer1000)
 			}
 			p := byPath[s.Path]
@@ -138,7 +138,7 @@ func checkCPU(t *testing.T, r *Result) {
 			}
 		}
 	}
-	for _, path := range []string{PathEnvoy, PathSwitchyard} {
+	for _, path := range []string{PathEnvoy, PathSwitchyard, PathModule} {
 		if p := byPath[path]; p == nil || p.total <= 0 {
 			t.Errorf("%s: no CPU time measured over its payloads", path)
 		}

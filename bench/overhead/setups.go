@@ -18,14 +18,18 @@ import (
 
 	"github.com/switchyard/switchyard/envoy"
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
+	"github.com/switchyard/switchyard/internal/edgemodule"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
 // Paths: how a request gets to the runner.
 const (
-	PathDirect       = "direct"
-	PathEnvoy        = "envoy"
-	PathSwitchyard   = "switchyard"
+	PathDirect     = "direct"
+	PathEnvoy      = "envoy"
+	PathSwitchyard = "switchyard"
+	// PathModule is switchyard with server.edge_module: the decision in
+	// Envoy's process, by switchyard's dynamic module.
+	PathModule       = "switchyard-module"
 	PathGoRouter     = "go-router"
 	PathPythonRouter = "python-router"
 )
@@ -48,12 +52,17 @@ var pathDesc = map[string]string{
 	PathDirect:       "client → runner",
 	PathEnvoy:        "client → Envoy (static listener + cluster, no ext_proc) → runner",
 	PathSwitchyard:   "client → Envoy + switchyard ext_proc → runner (the real stack)",
+	PathModule:       "client → Envoy + switchyard's dynamic module, deciding in Envoy (server.edge_module) → runner",
 	PathGoRouter:     "client → Go router app (net/http, encoding/json, httputil.ReverseProxy) → runner",
 	PathPythonRouter: "client → Python router app (FastAPI on uvicorn, httpx AsyncClient) → runner",
 }
 
 // rateDiv: 1 MB bodies run at a tenth of the suite's rates.
 var rateDiv = map[string]int{PayloadHeaders: 1, Payload64KB: 1, Payload1MB: 10}
+
+// switchyard says s is one of switchyard's stacks: a switchyard process
+// and its Envoy, whose CPU is shown apart.
+func (s *setup) switchyard() bool { return s.path == PathSwitchyard || s.path == PathModule }
 
 // rate is the rate s runs at when the suite runs at rate.
 func (s *setup) rate(rate int) int { return max(1, rate/s.rateDiv) }
@@ -63,6 +72,7 @@ var plan = []struct{ path, payload string }{
 	{PathDirect, PayloadHeaders}, {PathDirect, Payload64KB}, {PathDirect, Payload1MB},
 	{PathEnvoy, PayloadHeaders}, {PathEnvoy, Payload64KB}, {PathEnvoy, Payload1MB},
 	{PathSwitchyard, PayloadHeaders}, {PathSwitchyard, Payload64KB}, {PathSwitchyard, Payload1MB},
+	{PathModule, PayloadHeaders},
 	{PathGoRouter, PayloadHeaders}, {PathGoRouter, Payload64KB},
 	{PathPythonRouter, PayloadHeaders}, {PathPythonRouter, Payload64KB},
 }
@@ -97,6 +107,30 @@ routes:
       - pool: large
 `
 
+// moduleConfig is the same for the module's stack, on its own ports,
+// deciding in Envoy: the route that reads headers only.
+const moduleConfig = `listeners:
+  - {name: public, address: 127.0.0.1, port: %d}
+server:
+  grpc: 127.0.0.1:%d
+  admin: 127.0.0.1:%d
+  edge_module: %s
+pools:
+  - name: small
+    max_concurrency: 1000
+    runners: [{address: %[5]s}]
+  - name: large
+    max_concurrency: 1000
+    runners: [{address: %[5]s}]
+routes:
+  - name: headers
+    match: {prefix: /hdr/}
+    rules:
+      - when: int(headers["x-pixels"]) <= 1048576
+        pool: small
+      - pool: large
+`
+
 // env is everything the setups run on.
 type env struct {
 	runner       *child
@@ -104,6 +138,7 @@ type env struct {
 	py           *pyRouter
 	envoy        *staticEnvoy
 	stack        *child
+	module       *child // the stack with server.edge_module
 	dir          string
 	envoyVersion string
 	stats        *http.Client
@@ -161,12 +196,34 @@ func startEnv(ctx context.Context) (_ *env, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("switchyard stack: %w", err)
 	}
+
+	// The module is built from this tree, so the run measures this code.
+	lib, err := edgemodule.Build(ctx, e.dir)
+	if err != nil {
+		return nil, err
+	}
+	for i := range ports {
+		if ports[i], err = netutil.FreePort(); err != nil {
+			return nil, err
+		}
+	}
+	modPath := filepath.Join(e.dir, "switchyard-module.yaml")
+	if err := os.WriteFile(modPath, fmt.Appendf(nil, moduleConfig, ports[0], ports[1], ports[2], lib, e.runner.addr), 0o644); err != nil {
+		return nil, err
+	}
+	e.module, err = startChild(ctx, childSpec{Role: "stack", Config: modPath, Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))})
+	if err != nil {
+		return nil, fmt.Errorf("switchyard stack with the module: %w", err)
+	}
 	return e, nil
 }
 
 func (e *env) stop() {
 	if e.stack != nil {
 		e.stack.stop()
+	}
+	if e.module != nil {
+		e.module.stop()
 	}
 	if e.envoy != nil {
 		e.envoy.stop()
@@ -234,6 +291,7 @@ func (e *env) setups(timeout time.Duration) ([]*setup, error) {
 		PathDirect:       "http://" + e.runner.addr,
 		PathEnvoy:        e.envoy.url,
 		PathSwitchyard:   "http://" + e.stack.addr,
+		PathModule:       "http://" + e.module.addr,
 		PathGoRouter:     "http://" + e.goRouter.addr,
 		PathPythonRouter: e.py.url,
 	}
@@ -242,6 +300,7 @@ func (e *env) setups(timeout time.Duration) ([]*setup, error) {
 	procs := map[string]int{
 		PathEnvoy:        e.envoy.proc.Pid(),
 		PathSwitchyard:   e.stack.proc.Pid(),
+		PathModule:       e.module.proc.Pid(),
 		PathGoRouter:     e.goRouter.proc.Pid(),
 		PathPythonRouter: e.py.proc.Pid(),
 	}
@@ -296,7 +355,7 @@ func (s *setup) probe(ctx context.Context) (time.Duration, error) {
 	if err == nil && resp.StatusCode != http.StatusOK {
 		err = fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
-	if err == nil && s.path == PathSwitchyard && resp.Header.Get("x-switchyard-pool") != "small" {
+	if err == nil && s.switchyard() && resp.Header.Get("x-switchyard-pool") != "small" {
 		err = errors.New("switchyard did not route the request to pool small (x-switchyard-pool: " + resp.Header.Get("x-switchyard-pool") + ")")
 	}
 	return d, err

@@ -14,6 +14,7 @@
 // What it does not do yet, and validate refuses: routes that read the
 // body, pipelines, runners registered through the admin API (only the
 // pools' static runners), shared state between edges (cluster), decision
-// records. The package owns only the filter; cmd/switchyard-module builds
-// it into the shared object with Envoy's Go SDK.
+// records. The package owns the filter (and Build, which builds the module
+// for tests and benchmarks); cmd/switchyard-module builds it into the
+// shared object with Envoy's Go SDK.
 package edgemodule
