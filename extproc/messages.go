@@ -1,7 +1,6 @@
 package extproc
 
 import (
-	"encoding/json"
 	"strings"
 	"time"
 
@@ -171,7 +170,7 @@ func millis(m decisions.Millis) *structpb.Value {
 
 // immediate answers the client directly with a JSON error.
 func immediate(status int, code, msg string) *extprocv3.ProcessingResponse {
-	body, _ := json.Marshal(map[string]string{"error": code, "message": msg})
+	body := contract.ErrorBody(code, msg)
 	return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_ImmediateResponse{ImmediateResponse: &extprocv3.ImmediateResponse{
 		Status: &typev3.HttpStatus{Code: typev3.StatusCode(status)},
 		Headers: &extprocv3.HeaderMutation{SetHeaders: []*corev3.HeaderValueOption{

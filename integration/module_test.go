@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"os"
 	"strings"
@@ -122,6 +123,87 @@ routes:
 	for i := range 4 {
 		if r := send("50", "sdxl", nil); r.Status != http.StatusOK || r.Runner() != warm {
 			t.Fatalf("switchyard down, request %d: %d from %s, want the warm runner %s", i, r.Status, r.Runner(), warm)
+		}
+	}
+}
+
+// Body rules through the module: the fields Envoy's json_to_metadata
+// extracted, else the whole body held by the module (also when it arrives
+// in chunks), with the ext_proc path's 400 and 413.
+func TestEdgeModuleBody(t *testing.T) {
+	small := runnersNamed(t, simrunner.Options{}, "a100-1")
+	large := runnersNamed(t, simrunner.Options{}, "h100-1")
+	s := NewStack(t, StackConfig{Server: "edge_module: " + edgeModule(t) + "\nmax_body_bytes: 65536", Body: poolsYAML(poolSpec{name: "a100", runners: small}, poolSpec{name: "h100", runners: large}) + `
+routes:
+  - name: whole
+    match: {prefix: /whole}
+    rules:
+      - when: size(body) > 2
+        pool: h100
+      - pool: a100
+  - name: strict
+    match: {prefix: /strict}
+    on_invalid_body: reject
+    rules:
+      - when: body.width > 512
+        pool: h100
+      - pool: a100
+  - name: images
+    match: {prefix: /}
+    hint_from: body.model
+    rules:
+      - when: body.size.width * body.size.height <= 1048576
+        pool: a100
+      - pool: h100
+`})
+	do := func(path, contentType string, body io.Reader) Reply {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, s.EdgeURL+path, body)
+		req.Header.Set("content-type", contentType)
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return Reply{Status: resp.StatusCode, Header: resp.Header, RawBody: string(raw)}
+	}
+	// chunked sends the body in pieces with no content-length.
+	chunked := func(parts ...string) io.Reader {
+		var rs []io.Reader
+		for _, p := range parts {
+			rs = append(rs, strings.NewReader(p))
+		}
+		return io.MultiReader(rs...)
+	}
+	for _, tt := range []struct {
+		name, path, contentType string
+		body                    io.Reader
+		pool                    string
+	}{
+		{"fields, small", "/gen", "application/json", strings.NewReader(`{"model": "flux", "image": "AAAA", "size": {"width": 512, "height": 512}}`), "a100"},
+		{"fields, large", "/gen", "application/json", strings.NewReader(`{"size": {"width": 2048, "height": 2048.0}, "model": "flux"}`), "h100"},
+		{"a field missing: the whole body", "/gen", "application/json", strings.NewReader(`{"size": {"width": 512, "height": 512}}`), "a100"},
+		{"not sent as JSON: the whole body", "/gen", "text/plain", strings.NewReader(`{"model": "flux", "size": {"width": 4096, "height": 512}}`), "h100"},
+		{"not JSON: the default rule", "/gen", "application/json", strings.NewReader(`size=1`), "h100"},
+		{"a whole-body rule, in chunks", "/whole", "application/json", chunked(`{"a": 1,`, ` "b": 2,`, ` "c": 3}`), "h100"},
+		{"a whole-body rule, small", "/whole", "application/json", strings.NewReader(`{"a": 1}`), "a100"},
+	} {
+		r := do(tt.path, tt.contentType, tt.body)
+		if r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != tt.pool {
+			t.Errorf("%s: status %d pool %q, want 200 from %s", tt.name, r.Status, r.Header.Get("x-switchyard-pool"), tt.pool)
+		}
+	}
+	if r := do("/strict", "application/json", strings.NewReader(`not json`)); r.Status != http.StatusBadRequest || !strings.Contains(r.RawBody, `"error":"invalid_body"`) {
+		t.Errorf("invalid body on a rejecting route: %d %s, want 400 invalid_body", r.Status, r.RawBody)
+	}
+	if r := do("/strict", "application/json", strings.NewReader(`{"width": 1024}`)); r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != "h100" {
+		t.Errorf("strict route, valid body: %d pool %q", r.Status, r.Header.Get("x-switchyard-pool"))
+	}
+	big := `{"pad": "` + strings.Repeat("x", 70000) + `", "size": {"width": 1, "height": 1}}`
+	for _, body := range []io.Reader{strings.NewReader(big), chunked(big[:40000], big[40000:])} {
+		if r := do("/gen", "application/json", body); r.Status != http.StatusRequestEntityTooLarge || !strings.Contains(r.RawBody, `"error":"body_too_large"`) {
+			t.Errorf("a body over max_body_bytes: %d %s, want 413 body_too_large", r.Status, r.RawBody)
 		}
 	}
 }

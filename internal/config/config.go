@@ -188,8 +188,8 @@ type Server struct {
 	Pipelines string `json:"pipelines"`
 	// EdgeModule, when set, is the path (as Envoy sees it) of switchyard's
 	// Envoy dynamic module: Envoy then decides each request itself, in
-	// process, instead of asking switchyard over ext_proc (a prototype:
-	// routes that read headers only, the pools' static runners, one edge).
+	// process, instead of asking switchyard over ext_proc (a prototype: no
+	// pipelines or decision records, the pools' static runners, one edge).
 	EdgeModule string `json:"edge_module,omitempty"`
 }
 

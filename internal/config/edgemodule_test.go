@@ -40,10 +40,13 @@ func TestEdgeModule(t *testing.T) {
 		t.Fatalf("missing module: %v, warnings %v", err, missing.Warnings)
 	}
 
+	// Rules may read the body, as on the ext_proc path.
+	if _, err := config.Parse(name, []byte(head+"routes: [{name: r, match: {prefix: /}, hint_from: body.model, rules: [{when: 'body.width > 512', pool: p}, {pool: q}]}]\n")); err != nil {
+		t.Fatalf("a body rule with edge_module: %v", err)
+	}
 	for _, tt := range []struct{ body, want string }{
-		{"routes: [{name: r, match: {prefix: /}, rules: [{when: 'body.width > 512', pool: p}, {pool: q}]}]\n",
-			`switchyard.yaml:5: routes[0]: route "r" reads the request body: with server.edge_module, rules, hints and cost may read headers, path and method only`},
-		{"routes: [{name: r, match: {prefix: /}, hint_from: body.model, rules: [{pool: p}]}]\n", `route "r" reads the request body`},
+		{"routes:\n  - {name: gen, match: {prefix: /gen}, rules: [{pool: p}]}\n  - name: chain\n    match: {prefix: /chain}\n    pipeline: {steps: [{name: one, route: gen, input: body}]}\n",
+			`switchyard.yaml:9: routes[1].pipeline: route "chain": pipelines need switchyard's ext_proc path, not server.edge_module`},
 		{headerRoute + "responses: {explain: true}\n", "responses.explain: needs switchyard's ext_proc path, not server.edge_module"},
 		{headerRoute + "observe: {access_log: {path: /tmp/a.log}}\n", "observe.access_log: needs switchyard's ext_proc path"},
 		{headerRoute + "observe: {tracing: {endpoint: 127.0.0.1:4317}}\n", "observe.tracing: needs switchyard's ext_proc path"},

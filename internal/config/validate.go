@@ -82,8 +82,8 @@ func build(name string, f *file, ps *problems) *Config {
 }
 
 // checkEdgeModule resolves server.edge_module and refuses what the module
-// does not do yet: it decides on headers alone, over the pools' static
-// runners, in each Envoy on its own.
+// does not do yet: pipelines, decision records, shared state (it decides
+// over the pools' static runners, in each Envoy on its own).
 func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) string {
 	path := root.key("server").key("edge_module")
 	p = resolvePath(file, p, path, ps)
@@ -106,12 +106,8 @@ func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) 
 		ps.at(root.key("observe").key("tracing"), "needs switchyard's ext_proc path, not server.edge_module")
 	}
 	for i := range cfg.Routes {
-		r := &cfg.Routes[i]
-		switch {
-		case r.Pipeline != nil:
+		if r := &cfg.Routes[i]; r.Pipeline != nil {
 			ps.at(root.key("routes").idx(i).key("pipeline"), "route %q: pipelines need switchyard's ext_proc path, not server.edge_module", r.Name)
-		case r.NeedsBody():
-			ps.at(root.key("routes").idx(i), "route %q reads the request body: with server.edge_module, rules, hints and cost may read headers, path and method only", r.Name)
 		}
 	}
 	return p

@@ -16,6 +16,7 @@
 package contract
 
 import (
+	"encoding/json"
 	"strconv"
 	"strings"
 )
@@ -71,6 +72,13 @@ const (
 	ModuleFilterName       = "switchyard.decide"
 	ModuleFilterConfigName = "switchyard"
 )
+
+// ErrorBody is the JSON body of switchyard's own answers to a client (a
+// 400 for a body a route cannot read, a 413): {"error": code, "message": msg}.
+func ErrorBody(code, msg string) []byte {
+	b, _ := json.Marshal(map[string]string{"error": code, "message": msg})
+	return b
+}
 
 // ModuleConfig is what the module is handed: the config file's name (its
 // relative paths resolve from there) and its text.

@@ -3,6 +3,7 @@ package edgemodule
 import (
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/envoyproxy/envoy/source/extensions/dynamic_modules/sdk/go/shared"
 
+	"github.com/switchyard/switchyard/internal/bodyfields"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
 	"github.com/switchyard/switchyard/internal/policy"
@@ -83,11 +85,19 @@ type Filter struct {
 	m      *Module
 	h      shared.HttpFilterHandle
 	flight *policy.Flight
+	// Between the headers and the end of a body the route reads.
+	cfg     *config.Config
+	route   *config.Route
+	req     policy.Request
+	waiting bool // for the end of the body
+	replied bool // answered the client itself: nothing goes on
 }
 
 // OnRequestHeaders decides the request, as ext_proc's answer to its
-// headers would.
-func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, _ bool) shared.HeadersStatus {
+// headers would: at once when the route reads no body or Envoy extracted
+// the fields it reads (json_to_metadata runs first), else once the whole
+// body is in.
+func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) shared.HeadersStatus {
 	cfg := x.m.cfg.Load()
 	if cfg == nil {
 		return shared.HeadersStatusContinue
@@ -97,16 +107,129 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, _ bool) shared.HeadersSta
 	if !ok || !cfg.Decides(route) {
 		return shared.HeadersStatusContinue // Envoy's route decides
 	}
-	req := policy.Request{Headers: headers(hm)}
-	req.Method = req.Headers[":method"]
-	req.Path, _, _ = strings.Cut(req.Headers[":path"], "?")
-	d, err := x.m.engine.Decide(cfg, route, req)
-	if err != nil {
-		// Only a body can make a decision fail, and validate keeps
-		// routes that read one off this path: let Envoy's route decide.
-		return shared.HeadersStatusContinue
+	x.cfg, x.route = cfg, route
+	x.req = policy.Request{Headers: headers(hm)}
+	x.req.Method = x.req.Headers[":method"]
+	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
+	switch {
+	case !route.NeedsBody():
+	case endOfStream:
+		x.req.BodyErr = bodyfields.ErrNoBody
+	case tooLarge(x.req.Headers["content-length"], cfg.Server.MaxBodyBytes):
+		x.reply(http.StatusRequestEntityTooLarge, "body_too_large",
+			"request body over "+strconv.Itoa(cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+		return shared.HeadersStatusStop
+	default:
+		body, ok := x.bodyFromMetadata()
+		if !ok {
+			x.waiting = true
+			return shared.HeadersStatusStop
+		}
+		x.req.Body = body
 	}
-	x.flight = x.m.engine.Dispatch(cfg, d)
+	if !x.decide(hm) {
+		return shared.HeadersStatusStop
+	}
+	return shared.HeadersStatusContinue
+}
+
+// OnRequestBody holds the body until its end, then decides on its fields.
+func (x *Filter) OnRequestBody(body shared.BodyBuffer, endOfStream bool) shared.BodyStatus {
+	switch {
+	case x.replied:
+		return shared.BodyStatusStopNoBuffer
+	case !x.waiting:
+		return shared.BodyStatusContinue
+	case x.bodySize(body) > uint64(x.cfg.Server.MaxBodyBytes):
+		x.reply(http.StatusRequestEntityTooLarge, "body_too_large",
+			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+		return shared.BodyStatusStopNoBuffer
+	case !endOfStream:
+		return shared.BodyStatusStopAndBuffer
+	}
+	return x.decideOnBody(body)
+}
+
+// OnRequestTrailers ends a body that trailers follow.
+func (x *Filter) OnRequestTrailers(shared.HeaderMap) shared.TrailersStatus {
+	if x.replied || (x.waiting && x.decideOnBody(nil) != shared.BodyStatusContinue) {
+		return shared.TrailersStatusStop
+	}
+	return shared.TrailersStatusContinue
+}
+
+// bodyChunks is the body so far: what Envoy buffered for the filter and
+// the chunk just received. When an earlier filter (json_to_metadata) held
+// the whole body, the chunk received is that same buffer: it counts once.
+func (x *Filter) bodyChunks(last shared.BodyBuffer) [][]byte {
+	var buffered, received [][]byte
+	if b := x.h.BufferedRequestBody(); b != nil {
+		buffered = b.GetChunks()
+	}
+	if last != nil {
+		received = last.GetChunks()
+	}
+	if len(buffered) > 0 && len(received) > 0 && len(buffered[0]) > 0 && len(received[0]) > 0 && &buffered[0][0] == &received[0][0] {
+		return buffered
+	}
+	return append(buffered, received...)
+}
+
+func (x *Filter) bodySize(last shared.BodyBuffer) uint64 {
+	var n uint64
+	for _, c := range x.bodyChunks(last) {
+		n += uint64(len(c))
+	}
+	return n
+}
+
+func (x *Filter) decideOnBody(last shared.BodyBuffer) shared.BodyStatus {
+	x.waiting = false
+	var data []byte
+	for _, c := range x.bodyChunks(last) {
+		data = append(data, c...)
+	}
+	x.req.Body, x.req.BodyErr = x.route.Fields().Extract(data)
+	if !x.decide(x.h.RequestHeaders()) {
+		return shared.BodyStatusStopNoBuffer
+	}
+	return shared.BodyStatusContinue
+}
+
+// bodyFromMetadata is the body fields the route reads as Envoy's
+// json_to_metadata extracted them; false when it could not (the body is
+// then read whole) or a field is a boolean (which the module cannot read
+// from metadata).
+func (x *Filter) bodyFromMetadata() (map[string]any, bool) {
+	if x.route.BodyPath() != config.BodyMetadata {
+		return nil, false
+	}
+	const dyn = shared.MetadataSourceTypeDynamic
+	if _, incomplete := x.h.GetMetadataString(dyn, contract.BodyNamespace, contract.BodyIncomplete); incomplete {
+		return nil, false
+	}
+	return bodyfields.Assemble(x.route.BodyFields(), func(i int) (any, bool) {
+		key := contract.BodyFieldKey(i)
+		if n, ok := x.h.GetMetadataNumber(dyn, contract.BodyNamespace, key); ok {
+			return bodyfields.Number(n), true
+		}
+		if s, ok := x.h.GetMetadataString(dyn, contract.BodyNamespace, key); ok {
+			return strings.Clone(s), true
+		}
+		return nil, false
+	})
+}
+
+// decide runs the policy on x.req and sets on the request what ext_proc's
+// answer sets; false when it answered the client instead (a body the
+// route cannot read, with on_invalid_body: reject).
+func (x *Filter) decide(hm shared.HeaderMap) bool {
+	d, err := x.m.engine.Decide(x.cfg, x.route, x.req)
+	if err != nil {
+		x.reply(http.StatusBadRequest, "invalid_body", err.Error()+": this route reads fields of a JSON object body")
+		return false
+	}
+	x.flight = x.m.engine.Dispatch(x.cfg, d)
 	hm.Set(contract.HeaderPool, d.Target.Name())
 	x.h.ClearRouteCache()
 	if list := d.Endpoints(); list != "" {
@@ -116,7 +239,18 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, _ bool) shared.HeadersSta
 	if d.Variant != "" {
 		x.h.SetMetadata(contract.MetadataNamespace, contract.MetaVariant, d.Variant)
 	}
-	return shared.HeadersStatusContinue
+	return true
+}
+
+// reply answers the client with switchyard's JSON error.
+func (x *Filter) reply(status int, code, msg string) {
+	x.replied, x.waiting = true, false
+	x.h.SendLocalResponse(uint32(status), [][2]string{{"content-type", "application/json"}}, contract.ErrorBody(code, msg), "switchyard_"+code)
+}
+
+func tooLarge(contentLength string, limit int) bool {
+	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
+	return err == nil && n > int64(limit)
 }
 
 // OnResponseHeaders learns the runner's reported hints (copied into the

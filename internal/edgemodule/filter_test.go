@@ -19,11 +19,15 @@ type handle struct {
 	shared.HttpFilterHandle // anything else panics: the filter must not use it
 	route, upstream         string
 	metadata                map[string]string
+	numbers                 map[string]float64
 	refreshed               int
+	buffered                shared.BodyBuffer
+	request                 shared.HeaderMap
+	replies                 []int
 }
 
 func newHandle(route string) *handle {
-	return &handle{route: route, metadata: map[string]string{}}
+	return &handle{route: route, metadata: map[string]string{}, numbers: map[string]float64{}}
 }
 
 func (h *handle) GetAttributeString(id shared.AttributeID) (string, bool) {
@@ -45,6 +49,18 @@ func (h *handle) GetMetadataString(src shared.MetadataSourceType, ns, key string
 
 func (h *handle) ClearRouteCache() { h.refreshed++ }
 
+func (h *handle) GetMetadataNumber(src shared.MetadataSourceType, ns, key string) (float64, bool) {
+	v, ok := h.numbers[ns+"/"+key]
+	return v, ok && src == shared.MetadataSourceTypeDynamic
+}
+
+func (h *handle) BufferedRequestBody() shared.BodyBuffer { return h.buffered }
+func (h *handle) RequestHeaders() shared.HeaderMap        { return h.request }
+
+func (h *handle) SendLocalResponse(status uint32, _ [][2]string, _ []byte, _ string) {
+	h.replies = append(h.replies, int(status))
+}
+
 func moduleConfig(t testing.TB, runners int, extra string) []byte {
 	t.Helper()
 	var addrs []string
@@ -59,7 +75,7 @@ pools:
     runners: [{address: "10.0.1.1:9000"}]
 routes:
   - name: gen
-    match: {prefix: /}
+    match: {prefix: /gen}
     rules:
       - when: headers["x-tier"] == "cpu"
         pool: cpu
@@ -122,6 +138,69 @@ func TestDecideAndLearn(t *testing.T) {
 		if n := r.InFlight(); n != 0 {
 			t.Errorf("runner %s: %d in flight after every request ended", r.Address, n)
 		}
+	}
+}
+
+// A route that reads the body decides at its headers on the fields Envoy
+// extracted, else on the whole body at its end; a body an earlier filter
+// held arrives as that same buffer and counts once.
+func TestBody(t *testing.T) {
+	m := New()
+	if _, err := m.Configure(moduleConfig(t, 1, `  - name: sized
+    match: {prefix: /sized}
+    rules:
+      - when: body.size.width > 512
+        pool: cpu
+      - pool: gpu
+`)); err != nil {
+		t.Fatal(err)
+	}
+	// From metadata: decided with the headers.
+	h := newHandle("sized")
+	h.numbers[contract.BodyNamespace+"/"+contract.BodyFieldKey(0)] = 1024
+	f := (&filterFactory{m: m}).Create(h)
+	hm := fake.NewFakeHeaderMap(map[string][]string{":method": {"POST"}, "content-length": {"30"}})
+	if st := f.OnRequestHeaders(hm, false); st != shared.HeadersStatusContinue || hm.GetOne(contract.HeaderPool) != "cpu" {
+		t.Fatalf("fields from metadata: status %v pool %q, want continue to cpu", st, hm.GetOne(contract.HeaderPool))
+	}
+	f.OnStreamComplete()
+
+	// Not extracted: the body is held to its end, then read.
+	body := `{"size": {"width": 2048}}`
+	for _, sameBuffer := range []bool{false, true} {
+		h := newHandle("sized")
+		h.metadata[contract.BodyNamespace+"/"+contract.BodyIncomplete] = "missing"
+		h.request = fake.NewFakeHeaderMap(map[string][]string{":method": {"POST"}})
+		f := (&filterFactory{m: m}).Create(h)
+		if st := f.OnRequestHeaders(h.request, false); st != shared.HeadersStatusStop {
+			t.Fatalf("incomplete fields: headers status %v, want stop", st)
+		}
+		first, last := fake.NewFakeBodyBuffer([]byte(body[:10])), fake.NewFakeBodyBuffer([]byte(body[10:]))
+		if st := f.OnRequestBody(first, false); st != shared.BodyStatusStopAndBuffer {
+			t.Fatalf("first chunk: %v, want stop and buffer", st)
+		}
+		h.buffered = first
+		if sameBuffer {
+			// As when json_to_metadata held the body: Envoy hands on its
+			// buffer, which is also the filter's buffered body.
+			whole := fake.NewFakeBodyBuffer([]byte(body))
+			h.buffered, last = whole, whole
+		}
+		if st := f.OnRequestBody(last, true); st != shared.BodyStatusContinue || h.request.GetOne(contract.HeaderPool) != "cpu" {
+			t.Fatalf("same buffer %v: body end status %v pool %q, want continue to cpu", sameBuffer, st, h.request.GetOne(contract.HeaderPool))
+		}
+		f.OnStreamComplete()
+	}
+
+	// Over max_body_bytes, by its length or as it arrives: 413, and the
+	// request goes no further.
+	h = newHandle("sized")
+	f = (&filterFactory{m: m}).Create(h)
+	if st := f.OnRequestHeaders(fake.NewFakeHeaderMap(map[string][]string{"content-length": {"99999999"}}), false); st != shared.HeadersStatusStop || len(h.replies) != 1 || h.replies[0] != 413 {
+		t.Fatalf("content-length over the limit: status %v replies %v", st, h.replies)
+	}
+	if st := f.OnRequestBody(fake.NewFakeBodyBuffer([]byte("{}")), true); st != shared.BodyStatusStopNoBuffer {
+		t.Fatalf("body after a 413: %v, want stop", st)
 	}
 }
 
