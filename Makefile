@@ -63,7 +63,7 @@ unit: ## unit tests only (no Envoy)
 integration: envoy browser ## the real-Envoy integration tests only
 	$(GO) test $(GO_TEST_FLAGS) -v ./integration/
 
-SUITES ?= quality,edges,mixed,overhead,controlplane,decision
+SUITES ?= quality,edges,inenvoy,mixed,overhead,controlplane,decision
 bench: envoy python build ## the benchmark suite (minutes): bench/results/*.json and BENCHMARKS.md
 	$(GO) run ./bench/cmd/bench -suites $(SUITES)
 

@@ -72,20 +72,22 @@ var plan = []struct{ path, payload string }{
 	{PathDirect, PayloadHeaders}, {PathDirect, Payload64KB}, {PathDirect, Payload1MB},
 	{PathEnvoy, PayloadHeaders}, {PathEnvoy, Payload64KB}, {PathEnvoy, Payload1MB},
 	{PathSwitchyard, PayloadHeaders}, {PathSwitchyard, Payload64KB}, {PathSwitchyard, Payload1MB},
-	{PathModule, PayloadHeaders},
+	{PathModule, PayloadHeaders}, {PathModule, Payload64KB}, {PathModule, Payload1MB},
 	{PathGoRouter, PayloadHeaders}, {PathGoRouter, Payload64KB},
 	{PathPythonRouter, PayloadHeaders}, {PathPythonRouter, Payload64KB},
 }
 
 // stackConfig is switchyard's config: two pools on the one runner (the rule
 // has to choose between something), a route that reads only headers and one
-// whose rule reads body fields, so Envoy buffers the body for ext_proc.
+// whose rule reads body fields, so Envoy buffers the body for ext_proc. The
+// last argument is extra server keys: the module's stack is the same
+// config with server.edge_module.
 const stackConfig = `listeners:
   - {name: public, address: 127.0.0.1, port: %d}
 server:
   grpc: 127.0.0.1:%d
   admin: 127.0.0.1:%d
-pools:
+%[5]spools:
   - name: small
     max_concurrency: 1000
     runners: [{address: %[4]s}]
@@ -103,30 +105,6 @@ routes:
     match: {prefix: /}
     rules:
       - when: body.width * body.height <= 1048576
-        pool: small
-      - pool: large
-`
-
-// moduleConfig is the same for the module's stack, on its own ports,
-// deciding in Envoy: the route that reads headers only.
-const moduleConfig = `listeners:
-  - {name: public, address: 127.0.0.1, port: %d}
-server:
-  grpc: 127.0.0.1:%d
-  admin: 127.0.0.1:%d
-  edge_module: %s
-pools:
-  - name: small
-    max_concurrency: 1000
-    runners: [{address: %[5]s}]
-  - name: large
-    max_concurrency: 1000
-    runners: [{address: %[5]s}]
-routes:
-  - name: headers
-    match: {prefix: /hdr/}
-    rules:
-      - when: int(headers["x-pixels"]) <= 1048576
         pool: small
       - pool: large
 `
@@ -189,7 +167,7 @@ func startEnv(ctx context.Context) (_ *env, err error) {
 		}
 	}
 	cfgPath := filepath.Join(e.dir, "switchyard.yaml")
-	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, stackConfig, ports[0], ports[1], ports[2], e.runner.addr), 0o644); err != nil {
+	if err := os.WriteFile(cfgPath, fmt.Appendf(nil, stackConfig, ports[0], ports[1], ports[2], e.runner.addr, ""), 0o644); err != nil {
 		return nil, err
 	}
 	e.stack, err = startChild(ctx, childSpec{Role: "stack", Config: cfgPath, Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))})
@@ -208,7 +186,7 @@ func startEnv(ctx context.Context) (_ *env, err error) {
 		}
 	}
 	modPath := filepath.Join(e.dir, "switchyard-module.yaml")
-	if err := os.WriteFile(modPath, fmt.Appendf(nil, moduleConfig, ports[0], ports[1], ports[2], lib, e.runner.addr), 0o644); err != nil {
+	if err := os.WriteFile(modPath, fmt.Appendf(nil, stackConfig, ports[0], ports[1], ports[2], e.runner.addr, "  edge_module: "+lib+"\n"), 0o644); err != nil {
 		return nil, err
 	}
 	e.module, err = startChild(ctx, childSpec{Role: "stack", Config: modPath, Listen: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))})

@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,6 +28,7 @@ import (
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
 	"github.com/switchyard/switchyard/internal/dev/stack"
+	"github.com/switchyard/switchyard/internal/edgemodule"
 	"github.com/switchyard/switchyard/internal/testutil/netutil"
 )
 
@@ -45,6 +47,9 @@ type Policy struct {
 	// Cost gives the routes workload.CostExpr: soonest prices each request
 	// by its size (the Mixed workload).
 	Cost bool `json:"cost,omitempty"`
+	// Module decides in Envoy, with switchyard's dynamic module
+	// (server.edge_module), built from this tree for the run.
+	Module bool `json:"module,omitempty"`
 }
 
 // MixedPolicies are soonest without and with a cost expression, on the
@@ -65,6 +70,13 @@ var Policies = []Policy{
 	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Default: true},
 }
 
+// ModulePolicies are switchyard's default deciding over ext_proc and in
+// Envoy (server.edge_module): the same policy on its two paths.
+var ModulePolicies = []Policy{
+	{Name: "switchyard, soonest (default)", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Default: true},
+	{Name: "switchyard, soonest, in Envoy", LoadBalancer: config.LBHintAffinity, HintPolicy: config.HintSoonest, Module: true},
+}
+
 // EdgePolicies are switchyard's default through 1, 2 and 4 edges, sharing
 // runner state and isolated.
 var EdgePolicies = []Policy{
@@ -81,6 +93,7 @@ type Options struct {
 	Loads    []float64 `json:"loads"` // fractions of capacity
 	Policies []Policy  `json:"-"`
 	Log      io.Writer `json:"-"`
+	module   string    // the built module, when a policy decides in Envoy
 }
 
 // Defaults fills the unset options.
@@ -110,8 +123,11 @@ func (o *Options) Defaults(smoke bool) {
 
 // Run is one policy at one load.
 type Run struct {
-	Policy   string  `json:"policy"`
-	Default  bool    `json:"default,omitempty"`
+	Policy  string `json:"policy"`
+	Default bool   `json:"default,omitempty"`
+	// Module says switchyard decided in Envoy (server.edge_module): the
+	// default's other path, not an alternative to it.
+	Module   bool    `json:"module,omitempty"`
 	Load     float64 `json:"load"`
 	Rate     float64 `json:"rate_per_s"`
 	Requests int     `json:"requests"`
@@ -169,6 +185,16 @@ type Result struct {
 // Run runs every policy at every load.
 func RunAll(ctx context.Context, o Options) (*Result, error) {
 	res := &Result{Options: o, Capacity: o.Capacity()}
+	if slices.ContainsFunc(o.Policies, func(p Policy) bool { return p.Module }) {
+		dir, err := os.MkdirTemp("", "switchyard-quality-module-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+		if o.module, err = edgemodule.Build(ctx, dir); err != nil {
+			return nil, err
+		}
+	}
 	for _, load := range o.Loads {
 		seq := o.Sequence(load * o.Capacity())
 		for _, p := range o.Policies {
@@ -244,7 +270,7 @@ func runOne(ctx context.Context, o Options, p Policy, load float64, seq []worklo
 	}
 	m.Close()
 
-	run := &Run{Policy: p.Name, Default: p.Default, Load: load, Rate: load * o.Capacity(), Requests: int(m.Requests), Ceiling: workload.Ceiling(seq)}
+	run := &Run{Policy: p.Name, Default: p.Default, Module: p.Module, Load: load, Rate: load * o.Capacity(), Requests: int(m.Requests), Ceiling: workload.Ceiling(seq)}
 	run.OK = int(math.Round(m.Success * float64(m.Requests)))
 	run.WarmAnswers = warm
 	for _, r := range st.Runners {
@@ -313,7 +339,11 @@ func (p replay) Rate(time.Duration) float64 { return p.rate }
 func configFor(o Options, p Policy) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "listeners: [{name: public, address: 127.0.0.1, port: %d}]\n", freePort())
-	fmt.Fprintf(&b, "server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d}\n", freePort(), freePort())
+	module := ""
+	if p.Module {
+		module = ", edge_module: " + o.module
+	}
+	fmt.Fprintf(&b, "server: {grpc: 127.0.0.1:%d, admin: 127.0.0.1:%d%s}\n", freePort(), freePort(), module)
 	if p.HintPolicy != "" {
 		fmt.Fprintf(&b, "hints: {policy: %s}\n", p.HintPolicy)
 	}
@@ -399,7 +429,7 @@ func (r *Result) targets(b *strings.Builder) {
 		var others []Run
 		for i, run := range r.Runs {
 			switch {
-			case run.Load != load:
+			case run.Load != load, run.Module:
 			case run.Default:
 				def = &r.Runs[i]
 			default:

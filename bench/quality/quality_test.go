@@ -18,15 +18,15 @@ func TestSmoke(t *testing.T) {
 	}
 	o := quality.Options{
 		Shape: workload.Shape{Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
-		Loads: []float64{0.3}, Policies: []quality.Policy{quality.Policies[2], quality.Policies[6]},
+		Loads: []float64{0.3}, Policies: []quality.Policy{quality.Policies[2], quality.Policies[6], quality.ModulePolicies[1]},
 	}
 	o.Defaults(true)
 	res, err := quality.RunAll(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(res.Runs) != 2 {
-		t.Fatalf("%d runs, want 2", len(res.Runs))
+	if len(res.Runs) != 3 {
+		t.Fatalf("%d runs, want 3", len(res.Runs))
 	}
 	for _, r := range res.Runs {
 		if r.Requests == 0 || r.OK == 0 || r.Hits+r.Misses == 0 || r.ColdLoads == 0 || r.P50 <= 0 || r.Ceiling <= 0 || r.Ceiling >= 1 {
@@ -39,7 +39,7 @@ func TestSmoke(t *testing.T) {
 			t.Errorf("%s: runners counted %d hinted requests of %d sent", r.Policy, r.Hits+r.Misses, r.Requests)
 		}
 	}
-	if md := res.Markdown(); !strings.Contains(md, "| switchyard, soonest (default) |") {
+	if md := res.Markdown(); !strings.Contains(md, "| switchyard, soonest (default) |") || !strings.Contains(md, "| switchyard, soonest, in Envoy |") {
 		t.Errorf("markdown lacks the switchyard row:\n%s", md)
 	}
 }

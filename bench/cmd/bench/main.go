@@ -2,7 +2,7 @@
 // one JSON file per suite under bench/results/ and BENCHMARKS.md, rendered
 // from all the JSON files present (so one suite can be re-run alone).
 //
-//	go run ./bench/cmd/bench [-smoke] [-suites quality,edges,mixed,overhead,controlplane,decision]
+//	go run ./bench/cmd/bench [-smoke] [-suites quality,edges,inenvoy,mixed,overhead,controlplane,decision]
 package main
 
 import (
@@ -69,6 +69,8 @@ var suites = []suite{
 			r.Propagation, err = quality.MeasurePropagation(ctx, samples)
 			return err
 		}, (*quality.Result).EdgesMarkdown),
+	qualitySuite("inenvoy", "Deciding in Envoy", quality.Options{Loads: []float64{0.8, 0.95}, Policies: quality.ModulePolicies},
+		nil, (*quality.Result).Markdown),
 	qualitySuite("mixed", "Mixed request sizes", quality.Options{Shape: workload.Shape{Mixed: true}, Loads: []float64{0.8, 0.95}, Policies: quality.MixedPolicies},
 		nil, (*quality.Result).MixedMarkdown),
 	{"overhead", "Edge overhead", func(ctx context.Context, smoke bool) (any, string, error) {
@@ -132,7 +134,7 @@ func qualitySuite(name, title string, o quality.Options, extra func(context.Cont
 
 func main() {
 	smoke := flag.Bool("smoke", false, "a quick run of every suite (for CI)")
-	only := flag.String("suites", "quality,edges,mixed,overhead,controlplane,decision", "suites to run, comma-separated")
+	only := flag.String("suites", "quality,edges,inenvoy,mixed,overhead,controlplane,decision", "suites to run, comma-separated")
 	out := flag.String("out", "bench/results", "directory of the JSON results")
 	md := flag.String("md", "BENCHMARKS.md", "the Markdown report, rendered from every JSON result in -out")
 	renderOnly := flag.Bool("render", false, "only render the Markdown report from the JSON results")
