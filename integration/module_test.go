@@ -46,9 +46,14 @@ func TestEdgeModule(t *testing.T) {
 	o := simrunner.Options{LoadTime: 300 * time.Millisecond, InferTime: 200 * time.Millisecond, Slots: 1}
 	small := runnersNamed(t, o, "a100-1", "a100-2", "a100-3")
 	large := runnersNamed(t, o, "h100-1")
+	extra := runnersNamed(t, o, "extra-1")
 	body := func(limit string) string {
 		return poolsYAML(poolSpec{name: "a100", runners: small}, poolSpec{name: "h100", runners: large}) + `
+  - name: extra
 routes:
+  - name: extra
+    match: {prefix: /extra}
+    rules: [{pool: extra}]
   - name: images
     match: {prefix: /}
     rules:
@@ -108,6 +113,27 @@ routes:
 	if n := s.Metric(`switchyard_decisions_total{hint="hit"}`) + s.Metric(`switchyard_decisions_total{hint="miss"}`); n != 0 {
 		t.Errorf("switchyard made %v decisions; the module should have made them all", n)
 	}
+
+	// A runner registered through the admin API reaches the module (ECDS):
+	// it decides for it, and learns its hints.
+	if code := s.Admin(http.MethodPut, "/v1/pools/extra/runners/"+extra[0].Addr, "", nil); code != http.StatusOK {
+		t.Fatalf("registering: HTTP %d", code)
+	}
+	Eventually(t, 10*time.Second, "the module to send to the registered runner", func() bool {
+		r, err := s.Do(http.MethodPost, "/extra", map[string]string{"x-fal-runner-hint": "sdxl"}, tinyBody)
+		return err == nil && r.Status == http.StatusOK && r.Runner() == "extra-1" && r.Header.Get("x-switchyard-hint") == "miss"
+	})
+	if r := s.MustDo(http.MethodPost, "/extra", map[string]string{"x-fal-runner-hint": "sdxl"}, tinyBody); r.Runner() != "extra-1" || r.Header.Get("x-switchyard-hint") != "hit" {
+		t.Fatalf("registered runner, second request: %s (%q), want extra-1 (hit)", r.Runner(), r.Header.Get("x-switchyard-hint"))
+	}
+	// Deregistered, it drains: the module sends it nothing new.
+	if code := s.Admin(http.MethodDelete, "/v1/pools/extra/runners/"+extra[0].Addr, "", nil); code != http.StatusOK {
+		t.Fatalf("deregistering: HTTP %d", code)
+	}
+	Eventually(t, 10*time.Second, "the module to stop deciding for the drained runner", func() bool {
+		r, err := s.Do(http.MethodPost, "/extra", map[string]string{"x-fal-runner-hint": "sdxl"}, tinyBody)
+		return err == nil && r.Runner() != "extra-1"
+	})
 
 	// A reload reaches the module (the limit moves) and keeps its runners' state.
 	s.WriteConfig(strings.Replace(s.ReadConfig(), "<= 1048576", "<= 100", 1))

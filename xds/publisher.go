@@ -111,6 +111,8 @@ func (p *Publisher) publish(ctx context.Context, res *translate.Resources) error
 		resourcev3.ClusterType:  toResources(res.Clusters),
 		resourcev3.EndpointType: toResources(res.Endpoints),
 		resourcev3.SecretType:   toResources(res.Secrets),
+		// ECDS: the module's filter config (server.edge_module).
+		resourcev3.ExtensionConfigType: toResources(res.Extensions),
 	}
 	var errs []error
 	for typ, items := range byType {

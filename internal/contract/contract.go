@@ -81,10 +81,13 @@ func ErrorBody(code, msg string) []byte {
 }
 
 // ModuleConfig is what the module is handed: the config file's name (its
-// relative paths resolve from there) and its text.
+// relative paths resolve from there), its text, and each pool's runners
+// that take new requests (the static ones and those registered through
+// the admin API), sorted.
 type ModuleConfig struct {
-	File   string `json:"file"`
-	Source string `json:"source"`
+	File    string              `json:"file"`
+	Source  string              `json:"source"`
+	Runners map[string][]string `json:"runners"`
 }
 
 // Attributes the ext_proc filter is configured to send, and the server reads.

@@ -29,11 +29,13 @@ type Module struct {
 	cfg     atomic.Pointer[config.Config]
 }
 
-// New makes an empty Module.
+// New makes an empty Module. Its registry sweeps out drained runners for
+// the life of the process.
 func New() *Module {
 	m := &Module{}
 	m.runners = registry.New(registry.Options{InFlightTracked: true, OnNew: func(addr string) { m.engine.Forget(addr) }})
 	m.engine = policy.New(policy.Options{Runners: m.runners})
+	go m.runners.Run(nil)
 	return m
 }
 
@@ -52,8 +54,29 @@ func (m *Module) Configure(raw []byte) (*config.Config, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.runners.ApplyConfig(cfg)
+	m.applyRunners(mc.Runners)
 	m.cfg.Store(cfg)
 	return cfg, nil
+}
+
+// applyRunners makes the registered runners those listed (the pools'
+// static ones are the config's): a new one joins, one no longer listed
+// drains (no new requests; gone once its requests end).
+func (m *Module) applyRunners(listed map[string][]string) {
+	want := map[[2]string]bool{}
+	for pool, addrs := range listed {
+		for _, a := range addrs {
+			want[[2]string{pool, a}] = true
+			// A runner switchyard listed is known good; an error (a pool
+			// the config no longer has) only leaves it out.
+			m.runners.Register(pool, a, 0)
+		}
+	}
+	for _, r := range m.runners.List() {
+		if r.Source == registry.FromAPI && r.State == registry.Active && !want[[2]string{r.Pool, r.Address}] {
+			m.runners.Deregister(r.Pool, r.Address)
+		}
+	}
 }
 
 // Engine is the module's policy engine.

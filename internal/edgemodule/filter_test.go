@@ -55,7 +55,7 @@ func (h *handle) GetMetadataNumber(src shared.MetadataSourceType, ns, key string
 }
 
 func (h *handle) BufferedRequestBody() shared.BodyBuffer { return h.buffered }
-func (h *handle) RequestHeaders() shared.HeaderMap        { return h.request }
+func (h *handle) RequestHeaders() shared.HeaderMap       { return h.request }
 
 func (h *handle) SendLocalResponse(status uint32, _ [][2]string, _ []byte, _ string) {
 	h.replies = append(h.replies, int(status))

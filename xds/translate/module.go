@@ -2,6 +2,7 @@ package translate
 
 import (
 	"encoding/json"
+	"slices"
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	dynmodv3 "github.com/envoyproxy/go-control-plane/envoy/extensions/dynamic_modules/v3"
@@ -21,15 +22,30 @@ import (
 // cache refresh, the override_host runner list, the decision's metadata),
 // so routes, clusters and decision headers are the same on both paths.
 
-// decisionFilter is the filter that decides: ext_proc, or the module.
+// decisionFilter is the filter that decides: ext_proc, or the module. The
+// module's config comes by extension config discovery (ECDS) over ADS, so
+// that a new config or runner set reaches it without a listener update
+// (which would drain the listener's connections).
 func decisionFilter(cfg *config.Config, listener string) *hcmv3.HttpFilter {
 	if cfg.Server.EdgeModule == "" {
 		return &hcmv3.HttpFilter{Name: contract.ExtProcFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(extProcUnlessUndecoded(extProcFilter(cfg, listener)))}}
 	}
-	return &hcmv3.HttpFilter{Name: contract.ModuleFilterName, ConfigType: &hcmv3.HttpFilter_TypedConfig{TypedConfig: mustAny(moduleFilter(cfg))}}
+	return &hcmv3.HttpFilter{Name: contract.ModuleFilterName, ConfigType: &hcmv3.HttpFilter_ConfigDiscovery{ConfigDiscovery: &corev3.ExtensionConfigSource{
+		ConfigSource: adsSource(),
+		TypeUrls:     []string{"type.googleapis.com/envoy.extensions.filters.http.dynamic_modules.v3.DynamicModuleFilter"},
+	}}}
 }
 
-func moduleFilter(cfg *config.Config) *dynmodfilterv3.DynamicModuleFilter {
+// moduleExtensions is the module's filter config, served by ECDS: the
+// config file and each pool's runners that take new requests.
+func moduleExtensions(cfg *config.Config, endpoints map[string][]Endpoint) []*corev3.TypedExtensionConfig {
+	if cfg.Server.EdgeModule == "" {
+		return nil
+	}
+	return []*corev3.TypedExtensionConfig{{Name: contract.ModuleFilterName, TypedConfig: mustAny(moduleFilter(cfg, endpoints))}}
+}
+
+func moduleFilter(cfg *config.Config, endpoints map[string][]Endpoint) *dynmodfilterv3.DynamicModuleFilter {
 	return &dynmodfilterv3.DynamicModuleFilter{
 		DynamicModuleConfig: &dynmodv3.DynamicModuleConfig{
 			// Kept loaded across filter config changes: the module's
@@ -41,14 +57,25 @@ func moduleFilter(cfg *config.Config) *dynmodfilterv3.DynamicModuleFilter {
 		},
 		FilterName: contract.ModuleFilterConfigName,
 		// The config file's text, named as switchyard read it.
-		FilterConfig: mustAny(wrapperspb.String(moduleConfig(cfg))),
+		FilterConfig: mustAny(wrapperspb.String(moduleConfig(cfg, endpoints))),
 	}
 }
 
-func moduleConfig(cfg *config.Config) string {
-	b, err := json.Marshal(contract.ModuleConfig{File: cfg.File, Source: string(cfg.Source)})
+func moduleConfig(cfg *config.Config, endpoints map[string][]Endpoint) string {
+	mc := contract.ModuleConfig{File: cfg.File, Source: string(cfg.Source), Runners: map[string][]string{}}
+	for _, p := range cfg.Pools {
+		addrs := []string{}
+		for _, e := range endpoints[p.Name] {
+			if !e.Draining {
+				addrs = append(addrs, e.Address)
+			}
+		}
+		slices.Sort(addrs)
+		mc.Runners[p.Name] = addrs
+	}
+	b, err := json.Marshal(mc)
 	if err != nil {
-		panic(err) // a string and bytes always marshal
+		panic(err) // strings always marshal
 	}
 	return string(b)
 }

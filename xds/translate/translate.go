@@ -43,6 +43,9 @@ type Resources struct {
 	Endpoints []*endpointv3.ClusterLoadAssignment
 	// Secrets name the files of Envoy's side of grpc_tls (SDS over ADS).
 	Secrets []*tlsv3.Secret
+	// Extensions are HTTP filter configs served by ECDS: switchyard's
+	// module's (server.edge_module).
+	Extensions []*corev3.TypedExtensionConfig
 }
 
 // Translate builds the resources for in. Errors mean a bug or an input the
@@ -89,6 +92,7 @@ func Translate(in Input) (*Resources, error) {
 		out.Clusters = append(out.Clusters, tc)
 	}
 	out.Secrets = Secrets(cfg.Server.GRPCTLS)
+	out.Extensions = moduleExtensions(cfg, in.Endpoints)
 	sortByName(out.Listeners, (*listenerv3.Listener).GetName)
 	sortByName(out.Routes, (*routev3.RouteConfiguration).GetName)
 	sortByName(out.Clusters, (*clusterv3.Cluster).GetName)

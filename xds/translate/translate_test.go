@@ -113,6 +113,13 @@ func TestGolden(t *testing.T) {
 			} else if _, err := os.Stat(filepath.Join(dir, "secrets.yaml")); err == nil {
 				t.Errorf("%s/secrets.yaml: no secrets any more (run go test ./xds/translate -update)", dir)
 			}
+			// Only a config with server.edge_module has ECDS extensions.
+			if len(res.Extensions) > 0 {
+				outputs["extensions.yaml"] = render(t, res.Extensions)
+				names = append(slices.Clip(names), "extensions.yaml")
+			} else if _, err := os.Stat(filepath.Join(dir, "extensions.yaml")); err == nil {
+				t.Errorf("%s/extensions.yaml: no extensions any more (run go test ./xds/translate -update)", dir)
+			}
 			if *update {
 				writeGolden(t, dir, outputs)
 				return
@@ -221,6 +228,9 @@ func TestResourcesValidate(t *testing.T) {
 			all = append(all, r)
 		}
 		for _, r := range res.Secrets {
+			all = append(all, r)
+		}
+		for _, r := range res.Extensions {
 			all = append(all, r)
 		}
 		for _, r := range all {
