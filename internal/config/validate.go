@@ -82,8 +82,8 @@ func build(name string, f *file, ps *problems) *Config {
 }
 
 // checkEdgeModule resolves server.edge_module and refuses what the module
-// does not do yet: pipelines, decision records, shared state (it decides
-// over the pools' static runners, in each Envoy on its own).
+// does not do yet: pipelines, decision records, state shared between
+// edges (each Envoy's module keeps its own).
 func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) string {
 	path := root.key("server").key("edge_module")
 	p = resolvePath(file, p, path, ps)

@@ -3,7 +3,8 @@
 // ext_proc's place (a prototype, behind that switch).
 //
 // It runs the same policy engine as the ext_proc server over the same
-// config file (handed to it as its filter config), so a request gets the
+// config file and runners (its filter config, which switchyard serves by
+// ECDS and updates on every reload and runner change), so a request gets the
 // same rule, pool, hint and runner; what changes is where: in the Envoy
 // worker that holds the request, with no gRPC exchange. Body fields come
 // from Envoy's json_to_metadata filter when it could extract them, else
@@ -16,8 +17,7 @@
 //
 // What it does not do yet, and validate refuses: pipelines, shared state
 // between edges (cluster), decision records (explain, the JSON access log,
-// tracing). Nor does it see runners registered through the admin API:
-// only the pools' static runners. The package owns the filter (and Build, which builds the module
-// for tests and benchmarks); cmd/switchyard-module builds it into the
-// shared object with Envoy's Go SDK.
+// tracing). The package owns the filter (and Build, which builds the
+// module for tests and benchmarks); cmd/switchyard-module builds it into
+// the shared object with Envoy's Go SDK.
 package edgemodule
