@@ -130,17 +130,31 @@ func requestPath(cfg *config.Config, r *config.Route) string {
 	if !cfg.Decides(r) {
 		return "left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)"
 	}
+	if cfg.Server.EdgeModule != "" {
+		// No exchange: the module decides in Envoy's process.
+		switch r.BodyPath() {
+		case config.BodyMetadata:
+			return "decided in Envoy by the module on headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body, held by the module, only when Envoy cannot extract them"
+		case config.BodyBuffered:
+			return "decided in Envoy by the module on headers + the whole body, held by the module"
+		}
+		return "decided in Envoy by the module on headers only"
+	}
 	switch r.BodyPath() {
 	case config.BodyMetadata:
-		fields := make([]string, 0, len(r.BodyFields()))
-		for _, f := range r.BodyFields() {
-			fields = append(fields, "body."+strings.Join(f, "."))
-		}
-		return "headers + body fields extracted by Envoy (" + strings.Join(fields, ", ") + "); the whole body only when Envoy cannot extract them"
+		return "headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body only when Envoy cannot extract them"
 	case config.BodyBuffered:
 		return "headers + whole body sent to switchyard (an expression reads the body as a whole)"
 	}
 	return "headers only"
+}
+
+func bodyFieldList(r *config.Route) string {
+	fields := make([]string, 0, len(r.BodyFields()))
+	for _, f := range r.BodyFields() {
+		fields = append(fields, "body."+strings.Join(f, "."))
+	}
+	return strings.Join(fields, ", ")
 }
 
 func printProblems(w io.Writer, e *config.Error) {

@@ -154,3 +154,31 @@ routes:
 		t.Errorf("stdout lacks\n%s\ngot:\n%s", want, out.String())
 	}
 }
+
+// validate says which routes the module decides in Envoy, and on what.
+func TestValidateEdgeModule(t *testing.T) {
+	p := write(t, `listeners: [{name: l, address: 127.0.0.1, port: 10000}]
+server: {edge_module: /nowhere/libswitchyard.so}
+pools: [{name: a}, {name: b, load_balancer: {policy: round_robin}}]
+routes:
+  - {name: sized, match: {prefix: /sized}, rules: [{when: 'body.width > 512', pool: a}, {pool: b}]}
+  - {name: hinted, match: {prefix: /hinted}, rules: [{pool: a}]}
+  - {name: plain, match: {prefix: /}, rules: [{pool: b}]}
+`)
+	var out, errOut bytes.Buffer
+	if err := cli.Main(context.Background(), []string{"validate", p}, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{
+		"  route sized: decided in Envoy by the module on headers + body fields extracted by Envoy (body.width); the whole body, held by the module, only when Envoy cannot extract them\n",
+		"  route hinted: decided in Envoy by the module on headers only\n",
+		"  route plain: left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)\n",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("stdout lacks\n%s\ngot:\n%s", want, out.String())
+		}
+	}
+	if !strings.Contains(errOut.String(), "warning: ") || !strings.Contains(errOut.String(), "server.edge_module") {
+		t.Errorf("no warning for a module that is not here: %s", errOut.String())
+	}
+}
