@@ -1,6 +1,7 @@
 package overhead
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 )
@@ -12,6 +13,17 @@ var payloadTitle = map[string]string{
 }
 
 var pathOrder = []string{PathDirect, PathEnvoy, PathSwitchyard, PathModule, PathGoRouter, PathPythonRouter}
+
+// RenderJSON renders a stored result (its targets worked out again, so a
+// target added since the run is reported from the run's figures).
+func RenderJSON(raw []byte) (string, error) {
+	var r Result
+	if err := json.Unmarshal(raw, &r); err != nil {
+		return "", err
+	}
+	r.Targets = r.targets()
+	return r.Markdown(), nil
+}
 
 // Markdown renders the result as a section for BENCHMARKS.md: how it was
 // measured, a table per payload, the highest rate each setup held, and the
@@ -131,13 +143,19 @@ func (r *Result) Markdown() string {
 		if t.Met != nil {
 			measured = fmt.Sprintf("%+.2f ms", t.MeasuredMs)
 		}
-		if strings.Contains(t.Name, "Go router") {
+		if t.Rates {
+			measured, bar = fmt.Sprintf("%.0f req/s", t.MeasuredMs), fmt.Sprintf("%.0f req/s (Go router)", t.LimitMs)
+		} else if strings.Contains(t.Name, "Go router") {
 			bar = "—"
 			if t.Met != nil {
 				bar = fmt.Sprintf("%+.2f ms (Go router)", t.LimitMs)
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %d | %s | %s | %s |\n", t.Name, t.Rate, measured, bar, met)
+		rate := "any tried"
+		if t.Rate > 0 {
+			rate = fmt.Sprint(t.Rate)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s |\n", t.Name, rate, measured, bar, met)
 	}
 	b.WriteString("\n")
 	return b.String()

@@ -179,6 +179,9 @@ type Target struct {
 	LimitMs    float64 `json:"limit_ms"`
 	Met        *bool   `json:"met"` // null when a figure it needs was not measured
 	Note       string  `json:"note,omitempty"`
+	// Rates says the measured and the bar are request rates (the
+	// highest held), not milliseconds.
+	Rates bool `json:"rates,omitempty"`
 }
 
 var histogramBuckets = vegeta.Buckets{0, 250 * time.Microsecond, 500 * time.Microsecond, time.Millisecond,
@@ -502,6 +505,44 @@ func (r *Result) targets() []Target {
 			t.Met = ptr(t.MeasuredMs < t.LimitMs)
 		}
 		ts = append(ts, t)
+	}
+	return append(ts, r.routerTargets()...)
+}
+
+// routerTargets compare each switchyard path with the router-app hop it
+// replaces: what it adds over Envoy alone against what the Go router adds
+// over calling the runner, p50 and p99, headers only at 1,000 req/s and
+// with 64 KB bodies at 500 and 1,000; and the highest rate held with 64 KB
+// bodies. A rate that was not tried is left out.
+func (r *Result) routerTargets() []Target {
+	var ts []Target
+	for _, path := range []string{PathSwitchyard, PathModule} {
+		for _, c := range []struct {
+			payload string
+			rate    int
+		}{{PayloadHeaders, 1000}, {Payload64KB, 500}, {Payload64KB, 1000}} {
+			ri := slices.Index(r.Rates, c.rate)
+			sy, gr := r.find(path, c.payload), r.find(PathGoRouter, c.payload)
+			if ri < 0 || sy == nil || gr == nil {
+				continue
+			}
+			for _, pct := range []struct {
+				name string
+				of   func(*Added) float64
+			}{{"p50", func(a *Added) float64 { return a.P50Ms }}, {"p99", func(a *Added) float64 { return a.P99Ms }}} {
+				t := Target{Name: fmt.Sprintf("%s adds over Envoy alone ≤ the Go router hop over direct, %s (%s)", path, pct.name, c.payload), Rate: c.rate}
+				if a, g := sy.Rates[ri].AddedVsEnvoy, gr.Rates[ri].AddedVsDirect; a != nil && g != nil {
+					t.MeasuredMs, t.LimitMs = pct.of(a), pct.of(g)
+					t.Met = ptr(t.MeasuredMs <= t.LimitMs)
+				}
+				ts = append(ts, t)
+			}
+		}
+		sy, gr := r.find(path, Payload64KB), r.find(PathGoRouter, Payload64KB)
+		if sy != nil && gr != nil {
+			ts = append(ts, Target{Name: fmt.Sprintf("%s holds as high a rate as the Go router (64KB)", path), Rates: true,
+				MeasuredMs: float64(sy.MaxRate), LimitMs: float64(gr.MaxRate), Met: ptr(sy.MaxRate >= gr.MaxRate)})
+		}
 	}
 	return ts
 }

@@ -3,6 +3,8 @@ package overhead
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -67,8 +69,11 @@ func TestSmoke(t *testing.T) {
 			}
 		}
 	}
-	if len(r.Targets) != 4 {
-		t.Errorf("got %d targets, want 4", len(r.Targets))
+	// The four design targets and, at the smoke run's one rate, the two
+	// highest-rate comparisons with the Go router (its rate comparisons
+	// are at 500 and 1,000 req/s, not tried here).
+	if len(r.Targets) != 6 {
+		t.Errorf("got %d targets, want 6", len(r.Targets))
 	}
 	for _, tg := range r.Targets {
 		if tg.Met == nil {
@@ -145,5 +150,44 @@ func checkCPU(t *testing.T, r *Result) {
 	}
 	if p := byPath[PathSwitchyard]; p != nil && (p.switchyard <= 0 || p.envoy <= 0) {
 		t.Errorf("switchyard: CPU over its payloads: switchyard %v, Envoy %v ms per 1000 requests; want both > 0", p.switchyard, p.envoy)
+	}
+}
+
+// routerTargets compare each switchyard path's added latency over Envoy
+// alone with the Go router's over direct, at the rates tried.
+func TestRouterTargets(t *testing.T) {
+	at := func(path, payload string, maxRate int, added ...Added) SetupResult {
+		s := SetupResult{Name: path + "/" + payload, Path: path, Payload: payload, MaxRate: maxRate}
+		for _, a := range added {
+			a := a
+			rr := RateResult{AddedVsEnvoy: &a}
+			if path == PathGoRouter {
+				rr = RateResult{AddedVsDirect: &a}
+			}
+			s.Rates = append(s.Rates, rr)
+		}
+		return s
+	}
+	r := &Result{Rates: []int{500, 1000}, Setups: []SetupResult{
+		at(PathGoRouter, PayloadHeaders, 1000, Added{0.2, 1.0}, Added{0.2, 1.1}),
+		at(PathGoRouter, Payload64KB, 500, Added{0.5, 3.0}, Added{1.0, 7.0}),
+		at(PathModule, PayloadHeaders, 1000, Added{0.1, 0.5}, Added{0.16, 0.7}),
+		at(PathModule, Payload64KB, 1000, Added{0.6, 1.5}, Added{1.5, 9.0}),
+	}}
+	got := map[string]bool{}
+	for _, tg := range r.routerTargets() {
+		got[fmt.Sprintf("%s@%d", tg.Name, tg.Rate)] = tg.Met != nil && *tg.Met
+	}
+	want := map[string]bool{
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p50 (headers)@1000": true,
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p99 (headers)@1000": true,
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p50 (64KB)@500":     false,
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p99 (64KB)@500":     true,
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p50 (64KB)@1000":    false,
+		"switchyard-module adds over Envoy alone ≤ the Go router hop over direct, p99 (64KB)@1000":    false,
+		"switchyard-module holds as high a rate as the Go router (64KB)@0":                            true,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("targets met:\n got %v\nwant %v", got, want)
 	}
 }

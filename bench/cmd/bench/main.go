@@ -79,7 +79,7 @@ var suites = []suite{
 			return nil, "", err
 		}
 		return r, r.Markdown(), nil
-	}, nil},
+	}, func(raw json.RawMessage) (string, error) { return overhead.RenderJSON(raw) }},
 	{"controlplane", "Control plane", func(ctx context.Context, smoke bool) (any, string, error) {
 		r, err := controlplane.Run(ctx, controlplane.Options{Smoke: smoke, Log: os.Stderr})
 		if err != nil {
