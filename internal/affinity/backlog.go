@@ -1,6 +1,7 @@
 package affinity
 
 import (
+	"maps"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -194,8 +195,10 @@ func (rb *runnerBacklog) merge() {
 		return
 	}
 	rb.all = append(rb.all[:0], rb.jobs...)
-	for _, js := range rb.remote {
-		rb.all = append(rb.all, js...)
+	// Replicas in a fixed order, so that jobs sent at the same instant
+	// keep one order.
+	for _, r := range slices.Sorted(maps.Keys(rb.remote)) {
+		rb.all = append(rb.all, rb.remote[r]...)
 	}
 	slices.SortStableFunc(rb.all, func(a, b *Job) int { return a.at.Compare(b.at) })
 }
@@ -281,7 +284,7 @@ func (rb *runnerBacklog) predict(v *view, k hintKey, slots int) (warm, full bool
 		if h == k || rb.pending(h) {
 			continue
 		}
-		if a := age(h); a < mine || (a == mine && e.hash < k.hash) {
+		if a := age(h); a < mine || (a == mine && e.name < k.name) {
 			older++
 		}
 	}

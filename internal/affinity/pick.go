@@ -285,9 +285,12 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 // of the model is loaded elsewhere once waiting would take longer. Ties go
 // by a hash of hint and runner, not at random: a model that has to be
 // loaded lands where it was before, as with consistent hashing, instead of
-// spreading copies over the pool.
+// spreading copies over the pool. That hash is of the names alone (not the
+// Index's seeded one), so every process and every replica of a cluster
+// breaks the same ties the same way.
 func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cost Cost) Pick {
 	c := estimate(cost)
+	hintTie := fnv64(key.name)
 	type scored struct {
 		i    int
 		t    time.Duration // the score: finish, plus an eviction's price
@@ -342,7 +345,7 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 		if has {
 			holders++
 		}
-		s := scored{i: i, hints: nh, holds: has, tie: splitmix(key.hash ^ addrHash(r.Address))}
+		s := scored{i: i, hints: nh, holds: has, tie: splitmix(hintTie ^ fnv64(r.Address))}
 		s.wait = rb.wait(now, int(limit))
 		if has {
 			s.finish = s.wait + c.Hit
@@ -396,8 +399,9 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 	return pick
 }
 
-// addrHash is FNV-1a of a runner address.
-func addrHash(s string) uint64 {
+// fnv64 is FNV-1a of s: a hash of a runner address or a hint that is the
+// same in every process.
+func fnv64(s string) uint64 {
 	h := uint64(14695981039346656037)
 	for i := 0; i < len(s); i++ {
 		h ^= uint64(s[i])
