@@ -206,13 +206,20 @@ func (x *Filter) bodySize(last shared.BodyBuffer) uint64 {
 	return n
 }
 
+// bodies are reused buffers for a body's bytes: Extract copies out what it
+// keeps, so a buffer is free again once it returns.
+var bodies = sync.Pool{New: func() any { return new([]byte) }}
+
 func (x *Filter) decideOnBody(last shared.BodyBuffer) shared.BodyStatus {
 	x.waiting = false
-	var data []byte
+	buf := bodies.Get().(*[]byte)
+	data := (*buf)[:0]
 	for _, c := range x.bodyChunks(last) {
 		data = append(data, c...)
 	}
 	x.req.Body, x.req.BodyErr = x.route.Fields().Extract(data)
+	*buf = data
+	bodies.Put(buf)
 	if !x.decide(x.h.RequestHeaders()) {
 		return shared.BodyStatusStopNoBuffer
 	}
