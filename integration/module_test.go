@@ -113,6 +113,18 @@ routes:
 	if n := s.Metric(`switchyard_decisions_total{hint="hit"}`) + s.Metric(`switchyard_decisions_total{hint="miss"}`); n != 0 {
 		t.Errorf("switchyard made %v decisions; the module should have made them all", n)
 	}
+	// The module counts its decisions in Envoy's stats: the 12 so far, the
+	// 8 repeats of sdxl among the hits.
+	var counted uint64
+	envoyStats := s.EnvoyStats()
+	for k, v := range envoyStats {
+		if strings.HasPrefix(k, "switchyard.decisions.") {
+			counted += v
+		}
+	}
+	if hits := envoyStats["switchyard.decisions.pool.a100.hint.hit"]; counted != 12 || hits < 8 {
+		t.Errorf("Envoy counted %d decisions (%d hits on a100), want 12 with at least 8 hits", counted, hits)
+	}
 
 	// A runner registered through the admin API reaches the module (ECDS):
 	// it decides for it, and learns its hints.

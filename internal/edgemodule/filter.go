@@ -88,18 +88,34 @@ type ConfigFactory struct {
 	M *Module
 }
 
-// Create puts the filter config in force and makes the filter factory.
-func (f *ConfigFactory) Create(_ shared.HttpFilterConfigHandle, raw []byte) (shared.HttpFilterFactory, error) {
+// Create puts the filter config in force and makes the filter factory,
+// with the Envoy stats the module counts its decisions in.
+func (f *ConfigFactory) Create(h shared.HttpFilterConfigHandle, raw []byte) (shared.HttpFilterFactory, error) {
 	if _, err := f.M.Configure(raw); err != nil {
 		return nil, err
 	}
-	return &filterFactory{m: f.M}, nil
+	ff := &filterFactory{m: f.M}
+	if h != nil {
+		id, res := h.DefineCounter(DecisionsCounter, "pool", "hint")
+		ff.decisions, ff.counted = id, res == shared.MetricsSuccess
+	}
+	return ff, nil
 }
 
-type filterFactory struct{ m *Module }
+// DecisionsCounter is the Envoy counter of the module's decisions, tagged
+// with the pool and the hint outcome (hit, miss, busy, none), under the
+// metrics namespace switchyard: switchyard_decisions{pool,hint} in
+// Envoy's Prometheus stats. switchyard's own /metrics does not count them.
+const DecisionsCounter = "decisions"
+
+type filterFactory struct {
+	m         *Module
+	decisions shared.MetricID
+	counted   bool
+}
 
 func (f *filterFactory) Create(h shared.HttpFilterHandle) shared.HttpFilter {
-	return &Filter{m: f.m, h: h}
+	return &Filter{m: f.m, h: h, f: f}
 }
 
 // Filter decides one request.
@@ -107,6 +123,7 @@ type Filter struct {
 	shared.EmptyHttpFilter
 	m      *Module
 	h      shared.HttpFilterHandle
+	f      *filterFactory
 	flight *policy.Flight
 	// Between the headers and the end of a body the route reads.
 	cfg     *config.Config
@@ -260,6 +277,9 @@ func (x *Filter) decide(hm shared.HeaderMap) bool {
 		return false
 	}
 	x.flight = x.m.engine.Dispatch(x.cfg, d)
+	if x.f.counted {
+		x.h.IncrementCounterValue(x.f.decisions, 1, d.Target.Name(), string(d.Outcome))
+	}
 	hm.Set(contract.HeaderPool, d.Target.Name())
 	x.h.ClearRouteCache()
 	if list := d.Endpoints(); list != "" {

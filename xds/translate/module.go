@@ -51,6 +51,8 @@ func moduleFilter(cfg *config.Config, endpoints map[string][]Endpoint) *dynmodfi
 			// Kept loaded across filter config changes: the module's
 			// runner state (hints, requests in flight) outlives a reload.
 			DoNotClose: true,
+			// Its stats (the decisions counter) are switchyard_*.
+			MetricsNamespace: "switchyard",
 			Module: &corev3.AsyncDataSource{Specifier: &corev3.AsyncDataSource_Local{Local: &corev3.DataSource{
 				Specifier: &corev3.DataSource_Filename{Filename: cfg.Server.EdgeModule},
 			}}},
