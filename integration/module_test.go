@@ -125,6 +125,12 @@ routes:
 	if hits := envoyStats["switchyard.decisions.pool.a100.hint.hit"]; counted != 12 || hits < 8 {
 		t.Errorf("Envoy counted %d decisions (%d hits on a100), want 12 with at least 8 hits", counted, hits)
 	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	prom, err := s.Envoy.Get(ctx, "/stats/prometheus")
+	if err != nil || !strings.Contains(string(prom), `switchyard_decisions{pool="a100",hint="hit"}`) {
+		t.Errorf("Envoy's Prometheus stats lack switchyard_decisions{pool=\"a100\",hint=\"hit\"} (%v):\n%s", err, grepLines(string(prom), "switchyard"))
+	}
 
 	// A runner registered through the admin API reaches the module (ECDS):
 	// it decides for it, and learns its hints.
@@ -244,4 +250,15 @@ routes:
 			t.Errorf("a body over max_body_bytes: %d %s, want 413 body_too_large", r.Status, r.RawBody)
 		}
 	}
+}
+
+// grepLines is the lines of s that contain sub.
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
