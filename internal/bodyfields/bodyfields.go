@@ -16,6 +16,7 @@ import (
 	"unicode/utf8"
 	"unsafe"
 
+	"github.com/buger/jsonparser"
 	"github.com/tidwall/gjson"
 )
 
@@ -32,6 +33,8 @@ type Fields struct {
 	// body's top-level object finds them all.
 	byTop map[string][][]string
 	whole bool
+	// byIndexKey: a key looks like an array index to jsonparser.
+	byIndexKey bool
 }
 
 // Compile prepares the extraction of paths (each a chain of object keys).
@@ -41,6 +44,9 @@ func Compile(paths [][]string, whole bool) *Fields {
 	for _, p := range paths {
 		if len(p) > 0 {
 			f.byTop[p[0]] = append(f.byTop[p[0]], p[1:])
+		}
+		for _, k := range p {
+			f.byIndexKey = f.byIndexKey || strings.HasPrefix(k, "[")
 		}
 	}
 	return f
@@ -77,6 +83,35 @@ func (f *Fields) Extract(body []byte) (map[string]any, error) {
 		v, _ := convert(root).(map[string]any)
 		return v, nil
 	}
+	if f.byIndexKey {
+		return f.extractForEach(root), nil
+	}
+	// Each path's value is found with jsonparser, which skips the values
+	// in between (a base64 image, say) at memory-scan speed, and converted
+	// with gjson as the whole-body path converts. The first occurrence of
+	// a key counts, as in extractForEach.
+	out := make(map[string]any, len(f.paths))
+	for _, p := range f.paths {
+		if len(p) == 0 {
+			continue
+		}
+		v, vt, end, err := jsonparser.Get(body, p...)
+		if err != nil || vt == jsonparser.NotExist {
+			continue
+		}
+		raw := v
+		if vt == jsonparser.String {
+			raw = body[end-len(v)-2 : end] // with its quotes, for gjson
+		}
+		set(out, p, convert(gjson.ParseBytes(raw)))
+	}
+	return out, nil
+}
+
+// extractForEach reads the fields in one pass over the top-level object
+// with gjson alone: for paths with a key jsonparser would take for an array
+// index ("[0]").
+func (f *Fields) extractForEach(root gjson.Result) map[string]any {
 	out := make(map[string]any, len(f.byTop))
 	missing := len(f.byTop)
 	root.ForEach(func(k, v gjson.Result) bool {
@@ -100,7 +135,7 @@ func (f *Fields) Extract(body []byte) (map[string]any, error) {
 		missing--
 		return missing > 0
 	})
-	return out, nil
+	return out
 }
 
 // lookup follows object keys only: a body field path never indexes an array.
