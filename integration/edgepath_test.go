@@ -9,6 +9,40 @@ import (
 	"github.com/switchyard/switchyard/internal/dev/simrunner"
 )
 
+// bodyRoutes route on body fields (images, whose hint is body.model) and on
+// the whole body (whole), to pools a100 and h100: for the tests of both ways
+// of deciding (ext_proc and the module).
+const bodyRoutes = `  - name: whole
+    match: {prefix: /whole}
+    rules:
+      - when: size(body) > 2
+        pool: h100
+      - pool: a100
+  - name: images
+    match: {prefix: /}
+    hint_from: body.model
+    rules:
+      - when: body.size.width * body.size.height <= 1048576
+        pool: a100
+      - pool: h100
+`
+
+// bodyCases are requests to bodyRoutes and the pool each must reach;
+// viaFields: Envoy can extract the fields the rules read.
+var bodyCases = []struct {
+	name, path, contentType, body, pool string
+	viaFields                           bool
+}{
+	{"fields, small", "/gen", "application/json", `{"model": "flux", "image": "AAAA", "size": {"width": 512, "height": 512}}`, "a100", true},
+	{"fields, large", "/gen", "application/json; charset=utf-8", `{"size": {"width": 2048, "height": 2048.0}, "model": "flux"}`, "h100", true},
+	{"a field missing: the whole body", "/gen", "application/json", `{"size": {"width": 512, "height": 512}}`, "a100", false},
+	{"an object where a string is read: the whole body", "/gen", "application/json", `{"model": {"name": "x"}, "size": {"width": 512, "height": 512}}`, "a100", false},
+	{"not sent as JSON: the whole body", "/gen", "text/plain", `{"model": "flux", "size": {"width": 512, "height": 4096}}`, "h100", false},
+	{"not JSON: the whole body, the default rule", "/gen", "application/json", `size=1`, "h100", false},
+	{"a whole-body rule", "/whole", "application/json", `{"a": 1, "b": 2, "c": 3}`, "h100", false},
+	{"a whole-body rule, small", "/whole", "application/json", `{"a": 1}`, "a100", false},
+}
+
 // The body's fields come from Envoy (json_to_metadata) when it can extract
 // them, and the whole body goes to switchyard only when it cannot; a route
 // with nothing to decide gets no exchange at all; the decision headers are
@@ -25,20 +59,7 @@ routes:
   - name: plain
     match: {prefix: /plain}
     rules: [{pool: cpu}]
-  - name: whole
-    match: {prefix: /whole}
-    rules:
-      - when: size(body) > 2
-        pool: h100
-      - pool: a100
-  - name: images
-    match: {prefix: /}
-    hint_from: body.model
-    rules:
-      - when: body.size.width * body.size.height <= 1048576
-        pool: a100
-      - pool: h100
-`})
+` + bodyRoutes})
 	reads := func() (fields, whole float64) {
 		return s.Metric(`switchyard_body_reads_total{path="fields"}`), s.Metric(`switchyard_body_reads_total{path="whole"}`)
 	}
@@ -53,19 +74,7 @@ routes:
 		defer resp.Body.Close()
 		return Reply{Status: resp.StatusCode, Header: resp.Header}
 	}
-	tests := []struct {
-		name, path, contentType, body, pool string
-		viaFields                           bool
-	}{
-		{"fields, small", "/gen", "application/json", `{"model": "flux", "image": "AAAA", "size": {"width": 512, "height": 512}}`, "a100", true},
-		{"fields, large", "/gen", "application/json; charset=utf-8", `{"size": {"width": 2048, "height": 2048}, "model": "flux"}`, "h100", true},
-		{"a field missing: the whole body", "/gen", "application/json", `{"size": {"width": 512, "height": 512}}`, "a100", false},
-		{"an object where a string is read: the whole body", "/gen", "application/json", `{"model": {"name": "x"}, "size": {"width": 512, "height": 512}}`, "a100", false},
-		{"not sent as JSON: the whole body", "/gen", "text/plain", `{"model": "flux", "size": {"width": 512, "height": 512}}`, "a100", false},
-		{"not JSON: the whole body, the default rule", "/gen", "application/json", `size=1`, "h100", false},
-		{"a whole-body rule", "/whole", "application/json", `{"a": 1, "b": 2, "c": 3}`, "h100", false},
-	}
-	for _, tt := range tests {
+	for _, tt := range bodyCases {
 		f0, w0 := reads()
 		r := do(tt.path, tt.contentType, tt.body)
 		if r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != tt.pool {

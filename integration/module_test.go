@@ -179,12 +179,6 @@ func TestEdgeModuleBody(t *testing.T) {
 	large := runnersNamed(t, simrunner.Options{}, "h100-1")
 	s := NewStack(t, StackConfig{Server: "edge_module: " + edgeModule(t) + "\nmax_body_bytes: 65536", Body: poolsYAML(poolSpec{name: "a100", runners: small}, poolSpec{name: "h100", runners: large}) + `
 routes:
-  - name: whole
-    match: {prefix: /whole}
-    rules:
-      - when: size(body) > 2
-        pool: h100
-      - pool: a100
   - name: strict
     match: {prefix: /strict}
     on_invalid_body: reject
@@ -192,14 +186,7 @@ routes:
       - when: body.width > 512
         pool: h100
       - pool: a100
-  - name: images
-    match: {prefix: /}
-    hint_from: body.model
-    rules:
-      - when: body.size.width * body.size.height <= 1048576
-        pool: a100
-      - pool: h100
-`})
+` + bodyRoutes})
 	do := func(path, contentType string, body io.Reader) Reply {
 		t.Helper()
 		req, _ := http.NewRequest(http.MethodPost, s.EdgeURL+path, body)
@@ -220,23 +207,14 @@ routes:
 		}
 		return io.MultiReader(rs...)
 	}
-	for _, tt := range []struct {
-		name, path, contentType string
-		body                    io.Reader
-		pool                    string
-	}{
-		{"fields, small", "/gen", "application/json", strings.NewReader(`{"model": "flux", "image": "AAAA", "size": {"width": 512, "height": 512}}`), "a100"},
-		{"fields, large", "/gen", "application/json", strings.NewReader(`{"size": {"width": 2048, "height": 2048.0}, "model": "flux"}`), "h100"},
-		{"a field missing: the whole body", "/gen", "application/json", strings.NewReader(`{"size": {"width": 512, "height": 512}}`), "a100"},
-		{"not sent as JSON: the whole body", "/gen", "text/plain", strings.NewReader(`{"model": "flux", "size": {"width": 4096, "height": 512}}`), "h100"},
-		{"not JSON: the default rule", "/gen", "application/json", strings.NewReader(`size=1`), "h100"},
-		{"a whole-body rule, in chunks", "/whole", "application/json", chunked(`{"a": 1,`, ` "b": 2,`, ` "c": 3}`), "h100"},
-		{"a whole-body rule, small", "/whole", "application/json", strings.NewReader(`{"a": 1}`), "a100"},
-	} {
-		r := do(tt.path, tt.contentType, tt.body)
+	for _, tt := range bodyCases {
+		r := do(tt.path, tt.contentType, strings.NewReader(tt.body))
 		if r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != tt.pool {
 			t.Errorf("%s: status %d pool %q, want 200 from %s", tt.name, r.Status, r.Header.Get("x-switchyard-pool"), tt.pool)
 		}
+	}
+	if r := do("/whole", "application/json", chunked(`{"a": 1,`, ` "b": 2,`, ` "c": 3}`)); r.Status != http.StatusOK || r.Header.Get("x-switchyard-pool") != "h100" {
+		t.Errorf("a whole body in chunks: status %d pool %q, want 200 from h100", r.Status, r.Header.Get("x-switchyard-pool"))
 	}
 	if r := do("/strict", "application/json", strings.NewReader(`not json`)); r.Status != http.StatusBadRequest || !strings.Contains(r.RawBody, `"error":"invalid_body"`) {
 		t.Errorf("invalid body on a rejecting route: %d %s, want 400 invalid_body", r.Status, r.RawBody)

@@ -130,23 +130,19 @@ func requestPath(cfg *config.Config, r *config.Route) string {
 	if !cfg.Decides(r) {
 		return "left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)"
 	}
+	// With the module there is no exchange: it decides in Envoy's process
+	// and holds the whole body itself when it must read it.
+	prefix, whole, held := "", "whole body sent to switchyard (an expression reads the body as a whole)", ""
 	if cfg.Server.EdgeModule != "" {
-		// No exchange: the module decides in Envoy's process.
-		switch r.BodyPath() {
-		case config.BodyMetadata:
-			return "decided in Envoy by the module on headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body, held by the module, only when Envoy cannot extract them"
-		case config.BodyBuffered:
-			return "decided in Envoy by the module on headers + the whole body, held by the module"
-		}
-		return "decided in Envoy by the module on headers only"
+		prefix, whole, held = "decided in Envoy by the module on ", "the whole body, held by the module", ", held by the module,"
 	}
 	switch r.BodyPath() {
 	case config.BodyMetadata:
-		return "headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body only when Envoy cannot extract them"
+		return prefix + "headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body" + held + " only when Envoy cannot extract them"
 	case config.BodyBuffered:
-		return "headers + whole body sent to switchyard (an expression reads the body as a whole)"
+		return prefix + "headers + " + whole
 	}
-	return "headers only"
+	return prefix + "headers only"
 }
 
 func bodyFieldList(r *config.Route) string {
