@@ -259,7 +259,7 @@ func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
 		count, benchtime = "1", "100x"
 	}
 	args := []string{"test", "-run", "^$", "-bench", ".", "-benchmem", "-count", count, "-benchtime", benchtime,
-		"./extproc", "./internal/bodyfields", "./internal/affinity"}
+		"./extproc", "./internal/edgemodule", "./internal/bodyfields", "./internal/affinity"}
 	raw, err := exec.CommandContext(ctx, "go", args...).CombinedOutput()
 	if err != nil {
 		return nil, "", fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, raw)
@@ -275,10 +275,11 @@ func decisionBenchmarks(ctx context.Context, smoke bool) (any, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("benchstat: %w\n%s", err, stat)
 	}
-	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./internal/bodyfields ./internal/affinity`, summarised by "+
+	md := fmt.Sprintf("`go test -run '^$' -bench . -benchmem -count %s ./extproc ./internal/edgemodule ./internal/bodyfields ./internal/affinity`, summarised by "+
 		"`go tool benchstat` (± is the 95%% confidence interval over the runs). `Decision*` is one whole request through "+
 		"the ext_proc server (headers, the body fields Envoy extracted or the body itself, decision, stream end) and the "+
-		"access-log report of its end, in memory; `DecisionBodyFields` decides on fields Envoy extracted, `DecisionBody*` reads a buffered body.\n\n```\n%s```\n",
+		"access-log report of its end, in memory; `DecisionBodyFields` decides on fields Envoy extracted, `DecisionBody*` reads a buffered body. `Filter` is the module's Go side of one "+
+		"hinted request in Envoy (`server.edge_module`: headers, decision, response, end), without Envoy's calls into it.\n\n```\n%s```\n",
 		count, stat)
 	return map[string]string{"raw": string(raw), "benchstat": string(stat)}, md, nil
 }
