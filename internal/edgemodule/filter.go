@@ -27,6 +27,7 @@ type Module struct {
 	engine  *policy.Engine
 	mu      sync.Mutex // serialises Configure
 	cfg     atomic.Pointer[config.Config]
+	panics  atomic.Uint64
 }
 
 // New makes an empty Module. Its registry sweeps out drained runners for
@@ -137,7 +138,8 @@ type Filter struct {
 // headers would: at once when the route reads no body or Envoy extracted
 // the fields it reads (json_to_metadata runs first), else once the whole
 // body is in.
-func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) shared.HeadersStatus {
+func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st shared.HeadersStatus) {
+	defer x.failOpen("request headers", func() { st = shared.HeadersStatusContinue })
 	cfg := x.m.cfg.Load()
 	if cfg == nil {
 		return shared.HeadersStatusContinue
@@ -174,7 +176,8 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) shared.
 }
 
 // OnRequestBody holds the body until its end, then decides on its fields.
-func (x *Filter) OnRequestBody(body shared.BodyBuffer, endOfStream bool) shared.BodyStatus {
+func (x *Filter) OnRequestBody(body shared.BodyBuffer, endOfStream bool) (st shared.BodyStatus) {
+	defer x.failOpen("request body", func() { st = shared.BodyStatusContinue })
 	switch {
 	case x.replied:
 		return shared.BodyStatusStopNoBuffer
@@ -191,7 +194,8 @@ func (x *Filter) OnRequestBody(body shared.BodyBuffer, endOfStream bool) shared.
 }
 
 // OnRequestTrailers ends a body that trailers follow.
-func (x *Filter) OnRequestTrailers(shared.HeaderMap) shared.TrailersStatus {
+func (x *Filter) OnRequestTrailers(shared.HeaderMap) (st shared.TrailersStatus) {
+	defer x.failOpen("request trailers", func() { st = shared.TrailersStatusContinue })
 	if x.replied || (x.waiting && x.decideOnBody(nil) != shared.BodyStatusContinue) {
 		return shared.TrailersStatusStop
 	}
@@ -306,7 +310,8 @@ func tooLarge(contentLength string, limit int) bool {
 // OnResponseHeaders learns the runner's reported hints (copied into the
 // request's metadata by the chain's hints filter, which runs first on the
 // way back) and, for a response of known length, the end of its work.
-func (x *Filter) OnResponseHeaders(hm shared.HeaderMap, endOfStream bool) shared.HeadersStatus {
+func (x *Filter) OnResponseHeaders(hm shared.HeaderMap, endOfStream bool) (st shared.HeadersStatus) {
+	defer x.failOpen("response headers", func() { st = shared.HeadersStatusContinue })
 	if x.flight == nil {
 		return shared.HeadersStatusContinue
 	}
@@ -322,7 +327,35 @@ func (x *Filter) OnResponseHeaders(hm shared.HeaderMap, endOfStream bool) shared
 }
 
 // OnStreamComplete ends the request's work on its runner however it ended.
-func (x *Filter) OnStreamComplete() { x.flight.End() }
+func (x *Filter) OnStreamComplete() {
+	defer x.failOpen("stream end", func() {})
+	x.flight.End()
+}
+
+// failOpen turns a panic in the module's code into Envoy's own handling of
+// the request (its route's default, as on the ext_proc path when
+// switchyard is down), logged and counted: a bug in the module must not
+// take Envoy and every request it holds down with it.
+func (x *Filter) failOpen(where string, cont func()) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	x.m.panics.Add(1)
+	// Whatever was dispatched stops counting on its runner: the request
+	// may go elsewhere now. (End itself may be what panicked.)
+	func() {
+		defer func() { _ = recover() }()
+		x.flight.End()
+	}()
+	x.waiting, x.flight = false, nil
+	cont()
+	x.h.Log(shared.LogLevelError, "switchyard module: %s: %v (the request goes its route's default way)", where, r)
+}
+
+// Panics is how many requests the module let go their route's default way
+// because its code panicked.
+func (m *Module) Panics() uint64 { return m.panics.Load() }
 
 // headers is the request's headers as the rules read them: lower-case
 // names, first values, copied out of Envoy's memory.

@@ -204,6 +204,42 @@ func TestBody(t *testing.T) {
 	}
 }
 
+// A panic in the module's code lets the request go its route's default
+// way instead of taking Envoy down.
+func TestFailOpen(t *testing.T) {
+	m := New()
+	if _, err := m.Configure(moduleConfig(t, 2, "")); err != nil {
+		t.Fatal(err)
+	}
+	h := &brokenHandle{handle: newHandle("gen")}
+	f := (&filterFactory{m: m}).Create(h)
+	hm := fake.NewFakeHeaderMap(map[string][]string{"x-fal-runner-hint": {"flux"}})
+	if st := f.OnRequestHeaders(hm, true); st != shared.HeadersStatusContinue || m.Panics() != 1 || len(h.logged) != 1 {
+		t.Fatalf("a panicking decision: status %v, %d panics counted, logged %q", st, m.Panics(), h.logged)
+	}
+	f.OnStreamComplete()
+	for _, r := range m.runners.Active("gpu") {
+		if n := r.InFlight(); n != 0 {
+			t.Errorf("runner %s: %d in flight after the request ended", r.Address, n)
+		}
+	}
+}
+
+// brokenHandle fails the way a bug would: a nil map written mid-decision.
+type brokenHandle struct {
+	*handle
+	logged []string
+}
+
+func (h *brokenHandle) ClearRouteCache() {
+	var m map[string]int
+	m["boom"]++
+}
+
+func (h *brokenHandle) Log(_ shared.LogLevel, format string, args ...any) {
+	h.logged = append(h.logged, fmt.Sprintf(format, args...))
+}
+
 // An invalid filter config is refused with the config's own error, and
 // the last good one stays in force (Envoy keeps the old listener).
 func TestConfigureKeepsLastGood(t *testing.T) {
