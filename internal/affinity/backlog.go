@@ -1,8 +1,11 @@
 package affinity
 
 import (
+	"cmp"
 	"maps"
+	"math"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -100,6 +103,32 @@ type backlog struct {
 	now     func() time.Time
 	mu      sync.Mutex
 	runners *simplelru.LRU[string, *runnerBacklog]
+	// demand holds each hint's recent requests (at most DefaultMaxHints
+	// hints, forgetting the least recently requested).
+	demand *simplelru.LRU[string, *demand]
+}
+
+// demandWindow is the time constant of a hint's request rate: requests
+// count with a weight that decays by e every demandWindow.
+const demandWindow = 10 * time.Second
+
+// demand is a hint's requests dispatched, counted with exponential decay.
+type demand struct {
+	count float64 // as of at
+	at    time.Time
+}
+
+// rate is the hint's requests per second around now; zero for nil.
+func (d *demand) rate(now time.Time) float64 {
+	if d == nil {
+		return 0
+	}
+	return d.count * math.Exp(-max(now.Sub(d.at), 0).Seconds()/demandWindow.Seconds()) / demandWindow.Seconds()
+}
+
+func (d *demand) add(at time.Time) {
+	d.count = d.count*math.Exp(-max(at.Sub(d.at), 0).Seconds()/demandWindow.Seconds()) + 1
+	d.at = at
 }
 
 type runnerBacklog struct {
@@ -124,7 +153,11 @@ func newBacklog(now func() time.Time) *backlog {
 	if err != nil {
 		panic(err) // only for a size below 1
 	}
-	return &backlog{now: now, runners: runners}
+	demand, err := simplelru.NewLRU[string, *demand](DefaultMaxHints, nil)
+	if err != nil {
+		panic(err)
+	}
+	return &backlog{now: now, runners: runners, demand: demand}
 }
 
 // get returns the runner's backlog, nil when it has none, without
@@ -153,6 +186,12 @@ func (b *backlog) add(j *Job) {
 		rb.recent = slices.Delete(rb.recent, 0, 1)
 	}
 	rb.recent = append(rb.recent, j.key)
+	d, ok := b.demand.Get(j.key.name)
+	if !ok {
+		d = &demand{at: j.at}
+		b.demand.Add(j.key.name, d)
+	}
+	d.add(j.at)
 }
 
 // forget drops what is known of the runner at addr.
@@ -255,15 +294,7 @@ func (rb *runnerBacklog) predict(v *view, k hintKey, slots int) (warm, full bool
 	if rb == nil {
 		return v != nil && v.has(k), slots > 0 && len(reported) >= slots
 	}
-	loads := 0 // distinct models the jobs ahead will load
-	jobs := rb.ordered()
-	for i, j := range jobs {
-		if j.key.name == "" || (v != nil && v.has(j.key)) || slices.ContainsFunc(jobs[:i], func(o *Job) bool { return o.key == j.key }) {
-			continue
-		}
-		loads++
-	}
-	evict := len(reported) + loads - slots
+	evict := len(reported) + rb.loads(v) - slots
 	full = slots > 0 && evict >= 0
 	if rb.pending(k) {
 		return true, full
@@ -289,6 +320,58 @@ func (rb *runnerBacklog) predict(v *view, k hintKey, slots int) (warm, full bool
 		}
 	}
 	return older >= evict, full
+}
+
+// loads is how many distinct models the jobs on the runner will load,
+// from what it last reported (v).
+func (rb *runnerBacklog) loads(v *view) int {
+	if rb == nil {
+		return 0
+	}
+	n := 0
+	jobs := rb.ordered()
+	for i, j := range jobs {
+		if j.key.name == "" || (v != nil && v.has(j.key)) || slices.ContainsFunc(jobs[:i], func(o *Job) bool { return o.key == j.key }) {
+			continue
+		}
+		n++
+	}
+	return n
+}
+
+// victim is the model a load on the runner sent now would evict, as
+// predict plays the jobs ahead: of the reported models (v) that no job
+// ahead needs, least recently sent there first (by name among those never
+// sent), the one after those the jobs ahead evict. ok is false when the
+// load evicts nothing or a model that is not reported.
+func (rb *runnerBacklog) victim(v *view, slots int) (k hintKey, ok bool) {
+	if v == nil || slots == 0 {
+		return hintKey{}, false
+	}
+	evict := len(v.ents) + rb.loads(v) - slots
+	if evict < 0 {
+		return hintKey{}, false
+	}
+	var buf [DefaultMaxPerRunner]hintKey
+	cands := buf[:0]
+	for _, e := range v.ents {
+		if h := (hintKey{hash: e.hash, name: e.name}); !rb.pending(h) {
+			cands = append(cands, h)
+		}
+	}
+	if evict >= len(cands) {
+		return hintKey{}, false
+	}
+	age := func(h hintKey) int { // -1: older than any
+		if rb == nil {
+			return -1
+		}
+		return slices.Index(rb.recent, h)
+	}
+	slices.SortFunc(cands, func(a, b hintKey) int {
+		return cmp.Or(cmp.Compare(age(a), age(b)), strings.Compare(a.name, b.name))
+	})
+	return cands[evict], true
 }
 
 // JobInfo is one request in flight on a runner, as replicas of a cluster

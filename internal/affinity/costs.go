@@ -38,6 +38,24 @@ type costEstimate struct {
 	fit                      lineFit
 	load                     ewma
 	rateSamples, loadSamples int
+	// early holds the sized misses seen before the line was known (at
+	// most costMinSamples): they teach the load once it is. A pool's
+	// first requests are its misses, and once its models are warm
+	// misses are rare, so without them the load could take minutes to
+	// learn.
+	early []sample
+	// missFit is the line of the sized misses alone: its slope is the
+	// time per unit and its intercept a load (plus any fixed time).
+	// It prices sized requests until the hits' line and the load are
+	// known, when every request queues behind loads and few hits find a
+	// free runner to measure.
+	missFit     lineFit
+	missSamples int
+}
+
+type sample struct {
+	d     time.Duration
+	units float64
 }
 
 // lineFit is an exponentially weighted least-squares fit of y = a + b·x.
@@ -123,31 +141,66 @@ func (c *Costs) ObserveSized(pool string, hit bool, d time.Duration, units float
 	if units <= 0 {
 		return
 	}
-	if hit {
+	switch {
+	case hit:
 		e.fit.add(units, float64(d), e.rateSamples == 0)
 		e.rateSamples++
-	} else if e.rateSamples >= costMinSamples {
-		e.load.add(max(float64(d)-e.fit.at(units), 0), e.loadSamples == 0)
-		e.loadSamples++
+		if e.rateSamples == costMinSamples {
+			for _, m := range e.early {
+				e.addLoad(m.d, m.units)
+			}
+			e.early = nil
+		}
+		return
+	case e.rateSamples >= costMinSamples:
+		e.addLoad(d, units)
+	case len(e.early) < costMinSamples:
+		e.early = append(e.early, sample{d: d, units: units})
 	}
+	e.missFit.add(units, float64(d), e.missSamples == 0)
+	e.missSamples++
+}
+
+// addLoad learns a model load from a miss of units that took d.
+func (e *costEstimate) addLoad(d time.Duration, units float64) {
+	e.load.add(max(float64(d)-e.fit.at(units), 0), e.loadSamples == 0)
+	e.loadSamples++
 }
 
 // For returns what a request of units (from its route's cost expression)
 // is expected to take in pool: the pool's fixed time plus units times its
-// time per unit, plus a load on a miss, once both are learnt. Without units (0), or until
-// then, it is Get's per-request average.
+// time per unit, plus a load on a miss, once both are learnt. Until then,
+// once a few sized misses of different sizes are seen, their line: units
+// times its slope for a hit, plus its intercept (the load) for a miss.
+// Without units (0), or until either is known, it is Get's per-request
+// average.
 func (c *Costs) For(pool string, units float64) Cost {
 	if units > 0 {
-		c.mu.Lock()
-		e, ok := c.pools[pool]
-		if ok && e.rateSamples >= costMinSamples && e.loadSamples >= costMinSamples && e.load > 0 {
-			hit := time.Duration(e.fit.at(units))
-			c.mu.Unlock()
-			return Cost{Hit: hit, Miss: hit + time.Duration(e.load)}
+		if cost, ok := c.sized(pool, units); ok {
+			return cost
 		}
-		c.mu.Unlock()
 	}
 	return c.Get(pool)
+}
+
+func (c *Costs) sized(pool string, units float64) (Cost, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.pools[pool]
+	switch {
+	case !ok:
+	case e.rateSamples >= costMinSamples && e.loadSamples >= costMinSamples && e.load > 0:
+		hit := time.Duration(e.fit.at(units))
+		return Cost{Hit: hit, Miss: hit + time.Duration(e.load)}, true
+	case e.missSamples >= costMinSamples:
+		// A line through the origin (too little spread in size to tell
+		// slope from intercept) says nothing of the load.
+		if a, b := e.missFit.line(); a > 0 {
+			hit := time.Duration(b * units)
+			return Cost{Hit: hit, Miss: hit + time.Duration(a)}, true
+		}
+	}
+	return Cost{}, false
 }
 
 // Get returns the pool's Cost; it is Known once enough of both kinds were seen.

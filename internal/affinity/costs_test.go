@@ -169,7 +169,9 @@ func TestCostsPerUnit(t *testing.T) {
 		t.Error("an unknown pool has a cost")
 	}
 	snap := c.Snapshot()["p"]
-	if snap.UnitSamples != 6 || snap.LoadSamples != 4 || snap.PerUnitMillis < 49 || snap.PerUnitMillis > 51 {
+	// Every miss teaches the load: the two seen before the line was
+	// known once it is.
+	if snap.UnitSamples != 6 || snap.LoadSamples != 6 || snap.PerUnitMillis < 49 || snap.PerUnitMillis > 51 {
 		t.Errorf("snapshot %+v", snap)
 	}
 }
@@ -191,5 +193,67 @@ func TestCostsFixedOverhead(t *testing.T) {
 	}
 	if s := c.Snapshot()["p"]; s.BaseMillis < 1.9 || s.BaseMillis > 2.1 || s.PerUnitMillis < 99 || s.PerUnitMillis > 101 {
 		t.Errorf("snapshot %+v", s)
+	}
+}
+
+// A pool's first requests are misses: sized ones price requests by their
+// line (slope per unit, intercept a load) before any hit is measured, and
+// teach the load once the hits' line is known.
+func TestCostsEarlyMisses(t *testing.T) {
+	c := affinity.NewCosts()
+	rate, load := 100*time.Millisecond, 400*time.Millisecond
+	for _, units := range []float64{0.5, 3, 1} {
+		c.ObserveSized("p", false, load+time.Duration(units*float64(rate)), units)
+	}
+	near := func(got, want time.Duration) bool { return got > want-want/50 && got < want+want/50 }
+	if got := c.For("p", 2); !near(got.Hit, 2*rate) || !near(got.Miss, 2*rate+load) {
+		t.Errorf("from misses alone: %+v, want hit 200ms and a 400ms load", got)
+	}
+	// Misses all of one size cannot tell the load from the time per unit.
+	same := affinity.NewCosts()
+	for range 3 {
+		same.ObserveSized("p", false, load+rate, 1)
+	}
+	if got := same.For("p", 2); got != (affinity.Cost{}) {
+		t.Errorf("misses of one size: %+v, want nothing known", got)
+	}
+	for _, units := range []float64{1, 2, 4} {
+		c.ObserveSized("p", true, time.Duration(units*float64(rate)), units)
+	}
+	if s := c.Snapshot()["p"]; s.LoadSamples != 3 || s.LoadMillis < 399 || s.LoadMillis > 401 {
+		t.Errorf("after the hits: %+v, want the three early misses' 400ms load", s)
+	}
+}
+
+// With a size, soonest prices an eviction by the model it evicts: one
+// nobody asked for lately goes nearly for free, a popular one at the full
+// three loads. Without a size, every eviction costs the full price.
+func TestPickSizedEviction(t *testing.T) {
+	cost := affinity.Cost{Hit: 100 * time.Millisecond, Miss: 1100 * time.Millisecond} // a load costs 1 s
+	for _, tt := range []struct {
+		name     string
+		units    float64
+		xAsked   int // requests for x just sent to runner 1 (and answered)
+		primary  int
+		evictsOn bool
+	}{
+		// 35 × 100 ms on the warm runner against 1.1 s and 3 loads.
+		{name: "without a size: the full price", units: 0, primary: 0},
+		{name: "sized, the evicted model unasked: load", units: 1, primary: 1, evictsOn: true},
+		{name: "sized, the evicted model popular: wait", units: 1, xAsked: 20, primary: 0},
+	} {
+		rs, idx := setup(t, []r{{hints: "m"}, {hints: "x"}})
+		now := time.Unix(1000, 0)
+		p := affinity.NewPicker(affinity.PickerOptions{Index: idx, Mode: affinity.ModeSoonest, Now: func() time.Time { return now }})
+		for range 35 {
+			p.Begin(affinity.Pick{Runners: rs[:1], Outcome: affinity.OutcomeHit}, affinity.Request{Hint: "m", Cost: cost})
+		}
+		for range tt.xAsked {
+			p.Begin(affinity.Pick{Runners: rs[1:2], Outcome: affinity.OutcomeHit}, affinity.Request{Hint: "x", Cost: cost}).Done()
+		}
+		got := p.PickCost(rs, affinity.Request{MaxConcurrency: 1, Hint: "m", Cost: cost, Units: tt.units})
+		if got.Runners[0] != rs[tt.primary] || got.Reasons[0].Evicts != tt.evictsOn {
+			t.Errorf("%s: primary %v (evicts %v); want runner %d", tt.name, indices(rs, got.Runners[:1]), got.Reasons[0].Evicts, tt.primary)
+		}
 	}
 }

@@ -2,6 +2,7 @@ package affinity
 
 import (
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"time"
@@ -65,6 +66,10 @@ type Request struct {
 	// Cost is the pool's learnt request cost, zero until measured. Pick
 	// does not read it.
 	Cost Cost
+	// Units is the request's size from its route's cost expression (Cost
+	// is then priced for that size); 0 for none. Only soonest reads it:
+	// see evictPrice.
+	Units float64
 }
 
 // Pick is the choice for one request.
@@ -201,7 +206,7 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 		key = p.idx.key(hint)
 	}
 	if mayWait && p.mode == ModeSoonest && hint != "" {
-		return p.soonest(runners, limit, key, q.Cost)
+		return p.soonest(runners, limit, key, q.Cost, q.Units > 0)
 	}
 	seed := p.seed()
 
@@ -288,7 +293,11 @@ func (p *Picker) pick(runners []*runner.Runner, q Request, mayWait bool) Pick {
 // spreading copies over the pool. That hash is of the names alone (not the
 // Index's seeded one), so every process and every replica of a cluster
 // breaks the same ties the same way.
-func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cost Cost) Pick {
+//
+// A sized request (sized: its route has a cost expression, and cost is
+// priced for its size) weighs an eviction by the model it would evict
+// (evictPrice) instead of at the full price.
+func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cost Cost, sized bool) Pick {
 	c := estimate(cost)
 	hintTie := fnv64(key.name)
 	type scored struct {
@@ -356,7 +365,13 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 		if !has && full {
 			// Not time: the price of the model the load would evict.
 			s.full = true
-			s.t += evictLoads * c.Load()
+			price := evictLoads * c.Load()
+			if sized && (n < len(top) || less(&s, &top[n-1])) {
+				// (Only for a runner that could rank: the price
+				// never lowers a score below its finish.)
+				price = p.evictPrice(runners, i, v, rb, slots, c, now)
+			}
+			s.t += price
 		}
 		j := n
 		if j == len(top) {
@@ -397,6 +412,38 @@ func (p *Picker) soonest(runners []*runner.Runner, limit int64, key hintKey, cos
 		pick.Outcome = OutcomeMiss
 	}
 	return pick
+}
+
+// evictPrice is what a model load on runners[i] (its view v and backlog
+// rb) that evicts a model is taken to cost beyond the load itself, for a
+// sized request: evictLoads loads (what every eviction is priced at
+// without sizes) times the chance that the evicted model is asked for
+// within evictLoads loads' time, from its recent request rate (demand),
+// halved when another of the runners holds it or has a request for it on
+// the way. So a model nobody asked for lately is evicted nearly for free,
+// and a popular one at the full price. With the queues priced by size the
+// waits are known well enough to trade against such cheaper loads:
+// without sizes one large request more or less in a queue is a model
+// load's worth of error, which the full price covers. It runs with
+// p.backlog.mu held.
+func (p *Picker) evictPrice(runners []*runner.Runner, i int, v *view, rb *runnerBacklog, slots int, c Cost, now time.Time) time.Duration {
+	full := evictLoads * c.Load()
+	k, ok := rb.victim(v, slots)
+	if !ok {
+		return full
+	}
+	d, _ := p.backlog.demand.Peek(k.name)
+	chance := 1 - math.Exp(-d.rate(now)*evictLoads*c.Load().Seconds())
+	for j, r := range runners {
+		if j == i {
+			continue
+		}
+		if ov := p.idx.view(r.Address); (ov != nil && ov.has(k)) || p.backlog.get(r.Address).pending(k) {
+			chance /= 2
+			break
+		}
+	}
+	return time.Duration(chance * float64(full))
 }
 
 // fnv64 is FNV-1a of s: a hash of a runner address or a hint that is the

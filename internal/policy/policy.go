@@ -246,7 +246,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	// Envoy's own balancers pick for pools that use them.
 	if p, ok := cfg.Pool(pool); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
 		d.Cost = e.costs.For(pool, d.Units)
-		pick := picker.PickCost(e.runners.Active(pool), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: d.Cost})
+		pick := picker.PickCost(e.runners.Active(pool), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: d.Cost, Units: d.Units})
 		d.Runners, d.Outcome, d.Queued, d.Reasons = pick.Runners, pick.Outcome, pick.Queued, pick.Reasons
 		if len(d.Runners) > 0 {
 			if at := e.hints.ReportedAt(d.Runners[0].Address); !at.IsZero() {
@@ -260,7 +260,7 @@ func (e *Engine) Decide(cfg *config.Config, route *config.Route, req Request) (D
 	for _, f := range rule.Fallback {
 		var best *runner.Runner
 		if p, ok := cfg.Pool(f); ok && p.LoadBalancer.Policy == config.LBHintAffinity {
-			if pick := picker.PickCost(e.runners.Active(f), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: e.costs.For(f, d.Units)}); len(pick.Runners) > 0 {
+			if pick := picker.PickCost(e.runners.Active(f), affinity.Request{MaxConcurrency: p.MaxConcurrency, Hint: d.Hint, Cost: e.costs.For(f, d.Units), Units: d.Units}); len(pick.Runners) > 0 {
 				best = pick.Runners[0]
 			}
 		}

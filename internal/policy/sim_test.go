@@ -319,9 +319,13 @@ func TestSimulateJitter(t *testing.T) {
 // With image sizes and steps spread as in real traffic (a 200-fold spread
 // of service times), soonest pricing each request at its pool's average
 // misjudges the queues behind large requests; with the route's cost
-// expression it prices each by its size. The p99s are reported (the
-// benchmark's target is about them); held to: with cost, soonest still
-// keeps the models warm and answers nearly everyone at 80 % load.
+// expression it prices each by its size, and weighs an eviction by the
+// model it evicts. Held to (the simulation is deterministic, so these are
+// its numbers, not a lucky run): with cost, a lower p99 at 80 % and 95 %
+// load, a hit rate no more than half a point lower, and at 80 % load the
+// models kept warm and nearly everyone answered. The p99s are logged: at
+// 80 % load they are 18 % lower with cost over these seeds (1,835 →
+// 1,497 ms; 40 % over seeds 5–8), short of the 25 % the benchmark aims at.
 func TestSimulateMixedCost(t *testing.T) {
 	for _, u := range []float64{0.8, 0.95} {
 		var p99 [2]time.Duration
@@ -337,6 +341,10 @@ func TestSimulateMixedCost(t *testing.T) {
 		}
 		if u == 0.8 && (hit[1] < 0.97 || ok[1] < 0.97) {
 			t.Errorf("with cost at 80%% load: hit rate %.1f%%, %.1f%% answered; want both at least 97%%", 100*hit[1], 100*ok[1])
+		}
+		if p99[1] >= p99[0] || hit[1] < hit[0]-0.005 {
+			t.Errorf("at %.0f%% load with cost: p99 %v (without %v), hit rate %.2f%% (without %.2f%%); want a lower p99 and the hit rate within half a point",
+				100*u, p99[1], p99[0], 100*hit[1], 100*hit[0])
 		}
 		t.Logf("%3.0f%%: p99 %v without cost, %v with (%.0f%% lower); hit rate %.1f%% → %.1f%%",
 			100*u, p99[0], p99[1], 100*(1-float64(p99[1])/float64(p99[0])), 100*hit[0], 100*hit[1])
