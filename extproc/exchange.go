@@ -85,7 +85,7 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	// Rules see the path without its query string, as routes match it.
 	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
 	x.explain = x.cfg.Responses.Explain && x.req.Headers[contract.HeaderExplain] != ""
-	x.bodyPath = bodyNone
+	x.bodyPath = decisions.BodyNone
 	needsBody := route.NeedsBody()
 	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && needsBody && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
 		x.s.o.Metrics.rejected.Inc()
@@ -98,8 +98,8 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		// read the body here, as the buffered path does.
 		if body, ok := bodyFromMetadata(req.GetMetadataContext(), route.BodyFields()); ok {
 			x.req.Body = body
-			x.bodyPath = bodyFields
-			x.s.o.Metrics.bodyPath.WithLabelValues(bodyFields).Inc()
+			x.bodyPath = decisions.BodyFields
+			x.s.o.Metrics.bodyPath.WithLabelValues(decisions.BodyFields).Inc()
 			return x.decide(func(common *extprocv3.CommonResponse) *extprocv3.ProcessingResponse {
 				return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
 			})
@@ -107,8 +107,8 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	}
 	if needsBody && !h.GetEndOfStream() {
 		// Ask for the whole body; the decision is made when it arrives.
-		x.bodyPath = bodyWhole
-		x.s.o.Metrics.bodyPath.WithLabelValues(bodyWhole).Inc()
+		x.bodyPath = decisions.BodyWhole
+		x.s.o.Metrics.bodyPath.WithLabelValues(decisions.BodyWhole).Inc()
 		x.spent = time.Since(x.start)
 		x.s.o.Metrics.phase(phaseHeaders, x.spent)
 		return &extprocv3.ProcessingResponse{
@@ -123,13 +123,6 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 		return &extprocv3.ProcessingResponse{Response: &extprocv3.ProcessingResponse_RequestHeaders{RequestHeaders: &extprocv3.HeadersResponse{Response: common}}}
 	})
 }
-
-// How a request's body fields reached switchyard (the record's body).
-const (
-	bodyNone   = "none"
-	bodyFields = "fields"
-	bodyWhole  = "whole"
-)
 
 // AwaitGrace is how long past its route's timeout a decided request waits
 // for the access-log report of its end before it is taken as ended: the
@@ -214,7 +207,7 @@ func (x *exchange) recordFor(rec *decisions.Record) recordOut {
 
 // phaseName is the phase the decision was made in.
 func (x *exchange) phaseName() string {
-	if x.bodyPath == bodyWhole {
+	if x.bodyPath == decisions.BodyWhole {
 		return phaseBody
 	}
 	return phaseHeaders

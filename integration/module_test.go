@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -62,7 +63,7 @@ routes:
       - pool: h100
 `
 	}
-	s := NewStack(t, StackConfig{Server: "edge_module: " + edgeModule(t), Body: body("1048576")})
+	s := NewStack(t, StackConfig{Server: "edge_module: " + edgeModule(t), Body: "responses: {explain: true}\n" + body("1048576")})
 
 	send := func(pixels, hint string, extra map[string]string) Reply {
 		t.Helper()
@@ -82,6 +83,13 @@ routes:
 	// A forged pool header is gone before the module or the route sees it.
 	if r := send("262144", "flux", map[string]string{"x-switchyard-pool": "h100"}); r.Header.Get("x-switchyard-pool") != "a100" {
 		t.Fatalf("forged x-switchyard-pool: served by %q", r.Header.Get("x-switchyard-pool"))
+	}
+
+	// The decision record, for a client that asks (responses.explain).
+	var rec struct{ Route, Pool, Outcome, Body string }
+	if r := send("262144", "flux", map[string]string{"x-switchyard-explain": "1"}); json.Unmarshal([]byte(r.Header.Get("x-switchyard-explain")), &rec) != nil ||
+		rec.Route != "images" || rec.Pool != "a100" || rec.Outcome != "hit" || rec.Body != "none" {
+		t.Fatalf("x-switchyard-explain: %q, want the record of a hit on a100 by route images", r.Header.Get("x-switchyard-explain"))
 	}
 
 	// Hint affinity: a model's first request loads it somewhere (a
@@ -113,7 +121,7 @@ routes:
 	if n := s.Metric(`switchyard_decisions_total{hint="hit"}`) + s.Metric(`switchyard_decisions_total{hint="miss"}`); n != 0 {
 		t.Errorf("switchyard made %v decisions; the module should have made them all", n)
 	}
-	// The module counts its decisions in Envoy's stats: the 12 so far, the
+	// The module counts its decisions in Envoy's stats: the 13 so far, the
 	// 8 repeats of sdxl among the hits.
 	var counted uint64
 	envoyStats := s.EnvoyStats()
@@ -122,8 +130,8 @@ routes:
 			counted += v
 		}
 	}
-	if hits := envoyStats["switchyard.decisions.pool.a100.hint.hit"]; counted != 12 || hits < 8 {
-		t.Errorf("Envoy counted %d decisions (%d hits on a100), want 12 with at least 8 hits", counted, hits)
+	if hits := envoyStats["switchyard.decisions.pool.a100.hint.hit"]; counted != 13 || hits < 8 {
+		t.Errorf("Envoy counted %d decisions (%d hits on a100), want 13 with at least 8 hits", counted, hits)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()

@@ -189,7 +189,7 @@ type Server struct {
 	// EdgeModule, when set, is the path (as Envoy sees it) of switchyard's
 	// Envoy dynamic module: Envoy then decides each request itself, in
 	// process, instead of asking switchyard over ext_proc (a prototype: no
-	// pipelines or decision records, and each Envoy keeps its own runner
+	// pipelines, decision log or spans, and each Envoy keeps its own runner
 	// state).
 	EdgeModule string `json:"edge_module,omitempty"`
 }

@@ -47,7 +47,6 @@ func TestEdgeModule(t *testing.T) {
 	for _, tt := range []struct{ body, want string }{
 		{"routes:\n  - {name: gen, match: {prefix: /gen}, rules: [{pool: p}]}\n  - name: chain\n    match: {prefix: /chain}\n    pipeline: {steps: [{name: one, route: gen, input: body}]}\n",
 			`switchyard.yaml:9: routes[1].pipeline: route "chain": pipelines need switchyard's ext_proc path, not server.edge_module`},
-		{headerRoute + "responses: {explain: true}\n", "responses.explain: needs switchyard's ext_proc path, not server.edge_module"},
 		{headerRoute + "observe: {access_log: {path: /tmp/a.log}}\n", "observe.access_log: needs switchyard's ext_proc path"},
 		{headerRoute + "observe: {tracing: {endpoint: 127.0.0.1:4317}}\n", "observe.tracing: needs switchyard's ext_proc path"},
 		{headerRoute + "cluster: {nats: {url: nats://127.0.0.1:4222}, replica: a}\n", "server.edge_module: cannot be used with cluster"},

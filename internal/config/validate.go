@@ -82,8 +82,8 @@ func build(name string, f *file, ps *problems) *Config {
 }
 
 // checkEdgeModule resolves server.edge_module and refuses what the module
-// does not do yet: pipelines, decision records, state shared between
-// edges (each Envoy's module keeps its own).
+// does not do yet: pipelines, the decision log and spans, state shared
+// between edges (each Envoy's module keeps its own).
 func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) string {
 	path := root.key("server").key("edge_module")
 	p = resolvePath(file, p, path, ps)
@@ -94,11 +94,8 @@ func checkEdgeModule(file, p string, cfg *Config, root fieldPath, ps *problems) 
 	if cfg.Cluster != nil {
 		ps.at(path, "cannot be used with cluster: each Envoy's module keeps its own runner state")
 	}
-	// The decision record (explain, the JSON access log, spans) is made
-	// only on the ext_proc path.
-	if cfg.Responses.Explain {
-		ps.at(root.key("responses").key("explain"), "needs switchyard's ext_proc path, not server.edge_module")
-	}
+	// The decision record goes to the client (explain) on both paths; to
+	// Envoy's JSON access log and to spans only on the ext_proc path.
 	if cfg.Observe.AccessLog != nil {
 		ps.at(root.key("observe").key("access_log"), "needs switchyard's ext_proc path, not server.edge_module")
 	}

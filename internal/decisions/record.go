@@ -14,6 +14,13 @@ import (
 // The fields set at decision time do not change afterwards; End is set
 // once, under the Ring's lock (read records through Ring.List, which
 // copies them).
+// How a request's body fields were read (Record.Body).
+const (
+	BodyNone   = "none"   // the rules read no body
+	BodyFields = "fields" // extracted by Envoy
+	BodyWhole  = "whole"  // the whole body read by switchyard (or its module)
+)
+
 type Record struct {
 	ID    uint64    `json:"id"`
 	Time  time.Time `json:"time"`
@@ -38,9 +45,8 @@ type Record struct {
 	// Cost is the request's size from the route's cost expression (0 for
 	// none): the soonest policy priced it at its pool's time per unit.
 	Cost float64 `json:"cost,omitempty"`
-	// Body says how the route's body fields were read: "none" (the rules
-	// read no body), "fields" (extracted by Envoy), "whole" (the body sent
-	// to switchyard).
+	// Body says how the route's body fields were read: BodyNone,
+	// BodyFields or BodyWhole.
 	Body string `json:"body"`
 	// Chosen and RunnerUp are the first two runners of the ranking; nil
 	// when Envoy's own balancer picks or the pool had no runner.

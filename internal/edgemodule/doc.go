@@ -15,9 +15,10 @@
 // runner and reported hints, and the request's end, as Envoy passes them,
 // instead of from the access log.
 //
-// What it does not do yet, and validate refuses: pipelines, shared state
-// between edges (cluster), decision records (explain, the JSON access log,
-// tracing). The package owns the filter (and Build, which builds the
-// module for tests and benchmarks); cmd/switchyard-module builds it into
-// the shared object with Envoy's Go SDK.
+// It answers a client's x-switchyard-explain with the decision record, as
+// ext_proc does. What it does not do yet, and validate refuses: pipelines,
+// shared state between edges (cluster), the record in Envoy's JSON access
+// log or in spans. The package owns the filter (and Build, which builds
+// the module for tests and benchmarks); cmd/switchyard-module builds it
+// into the shared object with Envoy's Go SDK.
 package edgemodule

@@ -8,12 +8,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/envoyproxy/envoy/source/extensions/dynamic_modules/sdk/go/shared"
 
 	"github.com/switchyard/switchyard/internal/bodyfields"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
+	"github.com/switchyard/switchyard/internal/decisions"
 	"github.com/switchyard/switchyard/internal/policy"
 	"github.com/switchyard/switchyard/internal/registry"
 )
@@ -127,11 +129,12 @@ type Filter struct {
 	f      *filterFactory
 	flight *policy.Flight
 	// Between the headers and the end of a body the route reads.
-	cfg     *config.Config
-	route   *config.Route
-	req     policy.Request
-	waiting bool // for the end of the body
-	replied bool // answered the client itself: nothing goes on
+	cfg      *config.Config
+	route    *config.Route
+	req      policy.Request
+	waiting  bool   // for the end of the body
+	replied  bool   // answered the client itself: nothing goes on
+	bodyRead string // how the body's fields were read, for the record: none, fields, whole
 }
 
 // OnRequestHeaders decides the request, as ext_proc's answer to its
@@ -153,6 +156,7 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st sha
 	x.req = policy.Request{Headers: headers(hm)}
 	x.req.Method = x.req.Headers[":method"]
 	x.req.Path, _, _ = strings.Cut(x.req.Headers[":path"], "?")
+	x.bodyRead = decisions.BodyNone
 	switch {
 	case !route.NeedsBody():
 	case endOfStream:
@@ -164,10 +168,10 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st sha
 	default:
 		body, ok := x.bodyFromMetadata()
 		if !ok {
-			x.waiting = true
+			x.waiting, x.bodyRead = true, decisions.BodyWhole
 			return shared.HeadersStatusStop
 		}
-		x.req.Body = body
+		x.req.Body, x.bodyRead = body, decisions.BodyFields
 	}
 	if !x.decide(hm) {
 		return shared.HeadersStatusStop
@@ -275,6 +279,7 @@ func (x *Filter) bodyFromMetadata() (map[string]any, bool) {
 // answer sets; false when it answered the client instead (a body the
 // route cannot read, with on_invalid_body: reject).
 func (x *Filter) decide(hm shared.HeaderMap) bool {
+	start := time.Now()
 	d, err := x.m.engine.Decide(x.cfg, x.route, x.req)
 	if err != nil {
 		x.reply(http.StatusBadRequest, "invalid_body", err.Error()+": this route reads fields of a JSON object body")
@@ -292,6 +297,14 @@ func (x *Filter) decide(hm shared.HeaderMap) bool {
 	x.h.SetMetadata(contract.MetadataNamespace, contract.MetaOutcome, string(d.Outcome))
 	if d.Variant != "" {
 		x.h.SetMetadata(contract.MetadataNamespace, contract.MetaVariant, d.Variant)
+	}
+	if x.cfg.Responses.Explain && x.req.Headers[contract.HeaderExplain] != "" {
+		// The client asked for the decision record (responses.explain):
+		// the route adds it to the response from this metadata.
+		rec := d.Record(start)
+		rec.Body = x.bodyRead
+		rec.Decide = decisions.Millis(time.Since(start))
+		x.h.SetMetadata(contract.MetadataNamespace, contract.MetaExplain, decisions.Header(rec))
 	}
 	return true
 }
