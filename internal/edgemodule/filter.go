@@ -82,9 +82,6 @@ func (m *Module) applyRunners(listed map[string][]string) {
 	}
 }
 
-// Engine is the module's policy engine.
-func (m *Module) Engine() *policy.Engine { return m.engine }
-
 // ConfigFactory is the module's shared.HttpFilterConfigFactory.
 type ConfigFactory struct {
 	shared.EmptyHttpFilterConfigFactory
