@@ -134,12 +134,14 @@ func requestPath(cfg *config.Config, r *config.Route) string {
 	// and holds the whole body itself when it must read it.
 	prefix, whole, held := "", "whole body sent to switchyard (an expression reads the body as a whole)", ""
 	if cfg.Server.EdgeModule != "" {
-		prefix, whole, held = "decided in Envoy by the module on ", "the whole body, held by the module", ", held by the module,"
+		prefix, whole, held = "decided in Envoy by the module on ", "the whole body, held by the module", " it holds"
 	}
-	switch r.BodyPath() {
-	case config.BodyMetadata:
-		return prefix + "headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body" + held + " only when Envoy cannot extract them"
-	case config.BodyBuffered:
+	switch {
+	case r.BodyPath() == config.BodyMetadata && cfg.Server.EdgeModule != "":
+		return prefix + "headers + body fields (" + bodyFieldList(r) + ") found in the body" + held
+	case r.BodyPath() == config.BodyMetadata:
+		return "headers + body fields extracted by Envoy (" + bodyFieldList(r) + "); the whole body only when Envoy cannot extract them"
+	case r.BodyPath() == config.BodyBuffered:
 		return prefix + "headers + " + whole
 	}
 	return prefix + "headers only"

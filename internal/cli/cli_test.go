@@ -170,7 +170,7 @@ routes:
 		t.Fatalf("%v\n%s", err, errOut.String())
 	}
 	for _, want := range []string{
-		"  route sized: decided in Envoy by the module on headers + body fields extracted by Envoy (body.width); the whole body, held by the module, only when Envoy cannot extract them\n",
+		"  route sized: decided in Envoy by the module on headers + body fields (body.width) found in the body it holds\n",
 		"  route hinted: decided in Envoy by the module on headers only\n",
 		"  route plain: left to Envoy (one pool Envoy balances by itself: no exchange with switchyard)\n",
 	} {

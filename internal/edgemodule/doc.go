@@ -6,9 +6,10 @@
 // config file and runners (its filter config, which switchyard serves by
 // ECDS and updates on every reload and runner change), so a request gets the
 // same rule, pool, hint and runner; what changes is where: in the Envoy
-// worker that holds the request, with no gRPC exchange. Body fields come
-// from Envoy's json_to_metadata filter when it could extract them, else
-// from the whole body, which the module holds until its end. It sets what
+// worker that holds the request, with no gRPC exchange. A route that reads
+// the body has it held to its end and its fields found in it (Envoy's
+// json_to_metadata is not used: it parses the whole body, and costs more
+// than the module's own search for the fields). It sets what
 // ext_proc's answer sets (the pool header and a route refresh, the
 // override_host runner list, the decision's metadata for the decision
 // headers) or answers the same 400 and 413, and learns each response's

@@ -135,9 +135,10 @@ type Filter struct {
 }
 
 // OnRequestHeaders decides the request, as ext_proc's answer to its
-// headers would: at once when the route reads no body or Envoy extracted
-// the fields it reads (json_to_metadata runs first), else once the whole
-// body is in.
+// headers would: at once when the route reads no body, else once the
+// whole body is in (its fields found in it by bodyfields, which skips
+// what lies between them: cheaper than Envoy's json_to_metadata, which
+// parses the whole body).
 func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st shared.HeadersStatus) {
 	defer x.failOpen("request headers", func() { st = shared.HeadersStatusContinue })
 	cfg := x.m.cfg.Load()
@@ -163,12 +164,9 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st sha
 			"request body over "+strconv.Itoa(cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
 		return shared.HeadersStatusStop
 	default:
-		body, ok := x.bodyFromMetadata()
-		if !ok {
-			x.waiting, x.bodyRead = true, decisions.BodyWhole
-			return shared.HeadersStatusStop
-		}
-		x.req.Body, x.bodyRead = body, decisions.BodyFields
+		// The body is held to its end, then its fields read.
+		x.waiting, x.bodyRead = true, decisions.BodyWhole
+		return shared.HeadersStatusStop
 	}
 	if !x.decide(hm) {
 		return shared.HeadersStatusStop
@@ -204,7 +202,7 @@ func (x *Filter) OnRequestTrailers(shared.HeaderMap) (st shared.TrailersStatus) 
 }
 
 // bodyChunks is the body so far: what Envoy buffered for the filter and
-// the chunk just received. When an earlier filter (json_to_metadata) held
+// the chunk just received. When an earlier filter held
 // the whole body, the chunk received is that same buffer: it counts once.
 func (x *Filter) bodyChunks(last shared.BodyBuffer) [][]byte {
 	var buffered, received [][]byte
@@ -246,30 +244,6 @@ func (x *Filter) decideOnBody(last shared.BodyBuffer) shared.BodyStatus {
 		return shared.BodyStatusStopNoBuffer
 	}
 	return shared.BodyStatusContinue
-}
-
-// bodyFromMetadata is the body fields the route reads as Envoy's
-// json_to_metadata extracted them; false when it could not (the body is
-// then read whole) or a field is a boolean (which the module cannot read
-// from metadata).
-func (x *Filter) bodyFromMetadata() (map[string]any, bool) {
-	if x.route.BodyPath() != config.BodyMetadata {
-		return nil, false
-	}
-	const dyn = shared.MetadataSourceTypeDynamic
-	if _, incomplete := x.h.GetMetadataString(dyn, contract.BodyNamespace, contract.BodyIncomplete); incomplete {
-		return nil, false
-	}
-	return bodyfields.Assemble(x.route.BodyFields(), func(i int) (any, bool) {
-		key := contract.BodyFieldKey(i)
-		if n, ok := x.h.GetMetadataNumber(dyn, contract.BodyNamespace, key); ok {
-			return bodyfields.Number(n), true
-		}
-		if s, ok := x.h.GetMetadataString(dyn, contract.BodyNamespace, key); ok {
-			return strings.Clone(s), true
-		}
-		return nil, false
-	})
 }
 
 // decide runs the policy on x.req and sets on the request what ext_proc's

@@ -19,7 +19,6 @@ type handle struct {
 	shared.HttpFilterHandle // anything else panics: the filter must not use it
 	route, upstream         string
 	metadata                map[string]string
-	numbers                 map[string]float64
 	refreshed               int
 	buffered                shared.BodyBuffer
 	request                 shared.HeaderMap
@@ -27,7 +26,7 @@ type handle struct {
 }
 
 func newHandle(route string) *handle {
-	return &handle{route: route, metadata: map[string]string{}, numbers: map[string]float64{}}
+	return &handle{route: route, metadata: map[string]string{}}
 }
 
 func (h *handle) GetAttributeString(id shared.AttributeID) (string, bool) {
@@ -48,11 +47,6 @@ func (h *handle) GetMetadataString(src shared.MetadataSourceType, ns, key string
 }
 
 func (h *handle) ClearRouteCache() { h.refreshed++ }
-
-func (h *handle) GetMetadataNumber(src shared.MetadataSourceType, ns, key string) (float64, bool) {
-	v, ok := h.numbers[ns+"/"+key]
-	return v, ok && src == shared.MetadataSourceTypeDynamic
-}
 
 func (h *handle) BufferedRequestBody() shared.BodyBuffer { return h.buffered }
 func (h *handle) RequestHeaders() shared.HeaderMap       { return h.request }
@@ -141,9 +135,9 @@ func TestDecideAndLearn(t *testing.T) {
 	}
 }
 
-// A route that reads the body decides at its headers on the fields Envoy
-// extracted, else on the whole body at its end; a body an earlier filter
-// held arrives as that same buffer and counts once.
+// A route that reads the body is decided at the body's end, on the fields
+// found in it; a body an earlier filter held arrives as that same buffer
+// and counts once.
 func TestBody(t *testing.T) {
 	m := New()
 	if _, err := m.Configure(moduleConfig(t, 1, `  - name: sized
@@ -155,25 +149,13 @@ func TestBody(t *testing.T) {
 `)); err != nil {
 		t.Fatal(err)
 	}
-	// From metadata: decided with the headers.
-	h := newHandle("sized")
-	h.numbers[contract.BodyNamespace+"/"+contract.BodyFieldKey(0)] = 1024
-	f := (&filterFactory{m: m}).Create(h)
-	hm := fake.NewFakeHeaderMap(map[string][]string{":method": {"POST"}, "content-length": {"30"}})
-	if st := f.OnRequestHeaders(hm, false); st != shared.HeadersStatusContinue || hm.GetOne(contract.HeaderPool) != "cpu" {
-		t.Fatalf("fields from metadata: status %v pool %q, want continue to cpu", st, hm.GetOne(contract.HeaderPool))
-	}
-	f.OnStreamComplete()
-
-	// Not extracted: the body is held to its end, then read.
 	body := `{"size": {"width": 2048}}`
 	for _, sameBuffer := range []bool{false, true} {
 		h := newHandle("sized")
-		h.metadata[contract.BodyNamespace+"/"+contract.BodyIncomplete] = "missing"
 		h.request = fake.NewFakeHeaderMap(map[string][]string{":method": {"POST"}})
 		f := (&filterFactory{m: m}).Create(h)
 		if st := f.OnRequestHeaders(h.request, false); st != shared.HeadersStatusStop {
-			t.Fatalf("incomplete fields: headers status %v, want stop", st)
+			t.Fatalf("a body route: headers status %v, want stop", st)
 		}
 		first, last := fake.NewFakeBodyBuffer([]byte(body[:10])), fake.NewFakeBodyBuffer([]byte(body[10:]))
 		if st := f.OnRequestBody(first, false); st != shared.BodyStatusStopAndBuffer {
@@ -194,8 +176,8 @@ func TestBody(t *testing.T) {
 
 	// Over max_body_bytes, by its length or as it arrives: 413, and the
 	// request goes no further.
-	h = newHandle("sized")
-	f = (&filterFactory{m: m}).Create(h)
+	h := newHandle("sized")
+	f := (&filterFactory{m: m}).Create(h)
 	if st := f.OnRequestHeaders(fake.NewFakeHeaderMap(map[string][]string{"content-length": {"99999999"}}), false); st != shared.HeadersStatusStop || len(h.replies) != 1 || h.replies[0] != 413 {
 		t.Fatalf("content-length over the limit: status %v replies %v", st, h.replies)
 	}

@@ -85,10 +85,12 @@ func route(cfg *config.Config, name string, m *routev3.RouteMatch, target config
 		// Nothing to decide: Envoy routes to the one pool by itself, with
 		// no exchange at all.
 		out.TypedPerFilterConfig[contract.ExtProcFilterName] = mustAny(extProcOff())
-	case r.BodyPath() == config.BodyMetadata:
+	case r.BodyPath() == config.BodyMetadata && cfg.Server.EdgeModule == "":
 		// Envoy extracts the fields the rules read and ext_proc gets them
 		// with the headers; the body goes to switchyard only when Envoy
-		// cannot extract them (switchyard then asks for it).
+		// cannot extract them (switchyard then asks for it). The module
+		// reads the fields from the body itself: cheaper than Envoy's
+		// json_to_metadata, which parses the whole body.
 		out.TypedPerFilterConfig[bodyFieldsFilter] = bodyFieldsRoute(r)
 	case r.BodyPath() == config.BodyBuffered:
 		// Rules read the whole body: Envoy buffers it and sends it to
