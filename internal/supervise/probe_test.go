@@ -5,7 +5,9 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 
 	"github.com/switchyard/switchyard/internal/supervise"
@@ -24,19 +26,14 @@ func TestProbes(t *testing.T) {
 		t.Errorf("Listening(%s) with a listener: %v", addr, err)
 	}
 	lis.Close()
-	// Without a listener a connection is refused. Once in a long while a
-	// dial to a free local port connects to itself (TCP simultaneous
-	// open, source port = destination port), so one refusal in three
-	// attempts is what proves the probe fails.
-	refused := false
-	for range 3 {
-		if err := supervise.Listening(addr)(ctx); err != nil {
-			refused = true
-			break
-		}
-	}
-	if !refused {
-		t.Errorf("Listening(%s) passed three times without a listener", addr)
+	// Without a listener a connection is refused. The port is held by a
+	// socket that is bound but not listening: no other test can listen on
+	// it meanwhile (a closed listener's port can be taken by any process),
+	// and the kernel cannot pick it as a dial's own port (a TCP
+	// self-connect).
+	closed := boundNotListening(t)
+	if err := supervise.Listening(closed)(ctx); err == nil {
+		t.Errorf("Listening(%s) passed without a listener", closed)
 	}
 
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -52,4 +49,23 @@ func TestProbes(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "503") || !strings.Contains(err.Error(), "INITIALIZING") {
 		t.Errorf("HTTPOK on a 503 = %v", err)
 	}
+}
+
+// boundNotListening holds a loopback TCP port with a socket that never
+// listens, and returns its address.
+func boundNotListening(t *testing.T) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
 }
