@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
@@ -87,10 +86,10 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 	x.explain = x.cfg.Responses.Explain && x.req.Headers[contract.HeaderExplain] != ""
 	x.bodyPath = decisions.BodyNone
 	needsBody := route.NeedsBody()
-	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && needsBody && tooLarge(cl, x.cfg.Server.MaxBodyBytes) {
+	if cl, ok := headerValue(h.GetHeaders(), "content-length"); ok && needsBody && bodyfields.OverLimit(cl, x.cfg.Server.MaxBodyBytes) {
 		x.s.o.Metrics.rejected.Inc()
 		return immediate(http.StatusRequestEntityTooLarge, "body_too_large",
-			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+			bodyfields.TooLargeMessage(x.cfg.Server.MaxBodyBytes))
 	}
 	if needsBody && !h.GetEndOfStream() && route.BodyPath() == config.BodyMetadata {
 		// Envoy read the fields the rules need from the body, which it
@@ -129,11 +128,6 @@ func (x *exchange) requestHeaders(req *extprocv3.ProcessingRequest, h *extprocv3
 // report may queue in Envoy's log buffer for a moment after the request
 // ends, and a report lost for good must not hold a runner's slot for ever.
 const AwaitGrace = 30 * time.Second
-
-func tooLarge(contentLength string, limit int) bool {
-	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
-	return err == nil && n > int64(limit)
-}
 
 func (x *exchange) requestBody(b *extprocv3.HttpBody) *extprocv3.ProcessingResponse {
 	if x.route == nil {

@@ -26,6 +26,20 @@ var ErrNotJSON = errors.New("request body is not a JSON object")
 // ErrNoBody means a route that reads the body got a request without one.
 var ErrNoBody = errors.New("request has no body")
 
+// OverLimit says a request's content-length header announces more than
+// limit bytes (false when it is absent or unreadable: the body's own size
+// decides then).
+func OverLimit(contentLength string, limit int) bool {
+	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
+	return err == nil && n > int64(limit)
+}
+
+// TooLargeMessage is the message of the 413 (body_too_large) for a body
+// over limit bytes, the same from Envoy, switchyard and its module.
+func TooLargeMessage(limit int) string {
+	return "request body over " + strconv.Itoa(limit) + " bytes (server.max_body_bytes)"
+}
+
 // Fields is a compiled set of field paths to extract.
 type Fields struct {
 	paths [][]string

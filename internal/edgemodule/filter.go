@@ -159,9 +159,8 @@ func (x *Filter) OnRequestHeaders(hm shared.HeaderMap, endOfStream bool) (st sha
 	case !route.NeedsBody():
 	case endOfStream:
 		x.req.BodyErr = bodyfields.ErrNoBody
-	case tooLarge(x.req.Headers["content-length"], cfg.Server.MaxBodyBytes):
-		x.reply(http.StatusRequestEntityTooLarge, "body_too_large",
-			"request body over "+strconv.Itoa(cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+	case bodyfields.OverLimit(x.req.Headers["content-length"], cfg.Server.MaxBodyBytes):
+		x.replyTooLarge()
 		return shared.HeadersStatusStop
 	default:
 		// The body is held to its end, then its fields read.
@@ -183,8 +182,7 @@ func (x *Filter) OnRequestBody(body shared.BodyBuffer, endOfStream bool) (st sha
 	case !x.waiting:
 		return shared.BodyStatusContinue
 	case x.bodySize(body) > uint64(x.cfg.Server.MaxBodyBytes):
-		x.reply(http.StatusRequestEntityTooLarge, "body_too_large",
-			"request body over "+strconv.Itoa(x.cfg.Server.MaxBodyBytes)+" bytes (server.max_body_bytes)")
+		x.replyTooLarge()
 		return shared.BodyStatusStopNoBuffer
 	case !endOfStream:
 		return shared.BodyStatusStopAndBuffer
@@ -286,9 +284,9 @@ func (x *Filter) reply(status int, code, msg string) {
 	x.h.SendLocalResponse(uint32(status), [][2]string{{"content-type", "application/json"}}, contract.ErrorBody(code, msg), "switchyard_"+code)
 }
 
-func tooLarge(contentLength string, limit int) bool {
-	n, err := strconv.ParseInt(strings.TrimSpace(contentLength), 10, 64)
-	return err == nil && n > int64(limit)
+// replyTooLarge answers 413 for a body over max_body_bytes.
+func (x *Filter) replyTooLarge() {
+	x.reply(http.StatusRequestEntityTooLarge, "body_too_large", bodyfields.TooLargeMessage(x.cfg.Server.MaxBodyBytes))
 }
 
 // OnResponseHeaders learns the runner's reported hints (copied into the

@@ -24,6 +24,7 @@ import (
 	"google.golang.org/protobuf/encoding/protojson"
 	"google.golang.org/protobuf/types/known/structpb"
 
+	"github.com/switchyard/switchyard/internal/bodyfields"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
 )
@@ -181,7 +182,7 @@ func (e *Executor) serve(r *http.Request, cfg *config.Config, routeName string) 
 	case err != nil:
 		return nil, nil, e.cut(r, ctx, p, "", err)
 	case len(raw) > cfg.Server.MaxBodyBytes:
-		return nil, nil, fail(http.StatusRequestEntityTooLarge, ErrBodyTooLarge, "", "request body over %d bytes (server.max_body_bytes)", cfg.Server.MaxBodyBytes)
+		return nil, nil, fail(http.StatusRequestEntityTooLarge, ErrBodyTooLarge, "", "%s", bodyfields.TooLargeMessage(cfg.Server.MaxBodyBytes))
 	}
 	body, err := decodeJSON(raw)
 	if err != nil {

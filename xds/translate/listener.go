@@ -2,7 +2,6 @@ package translate
 
 import (
 	"net/netip"
-	"strconv"
 	"strings"
 	"time"
 
@@ -27,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/wrapperspb"
 
+	"github.com/switchyard/switchyard/internal/bodyfields"
 	"github.com/switchyard/switchyard/internal/config"
 	"github.com/switchyard/switchyard/internal/contract"
 )
@@ -140,7 +140,7 @@ func listener(cfg *config.Config, l config.Listener) (*listenerv3.Listener, erro
 func bodyTooLarge(maxBody int) *hcmv3.LocalReplyConfig {
 	reason, _ := structpb.NewStruct(map[string]any{
 		"error":   "body_too_large",
-		"message": "request body over " + strconv.Itoa(maxBody) + " bytes (server.max_body_bytes)",
+		"message": bodyfields.TooLargeMessage(maxBody),
 	})
 	return &hcmv3.LocalReplyConfig{Mappers: []*hcmv3.ResponseMapper{{
 		Filter: &accesslogv3.AccessLogFilter{FilterSpecifier: &accesslogv3.AccessLogFilter_StatusCodeFilter{StatusCodeFilter: &accesslogv3.StatusCodeFilter{
