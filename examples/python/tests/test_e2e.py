@@ -303,6 +303,10 @@ def test_busy_warm_runner_is_passed_over_without_waiting(client):
     warm = client.post("/", {"model": model})
     assert warm.status == 200, warm
     other = next(a for a in RUNNERS if a != warm.runner)
+    # Until its end is reported the warm request still counts on its runner,
+    # which would send the held request below elsewhere (and the wait for
+    # the warm runner's in-flight count would pass on the stale count).
+    settled()
 
     with ThreadPoolExecutor(1) as pool:
         # Hold the warm runner: max_concurrency 1 makes it busy while this runs.
