@@ -136,14 +136,26 @@ routes:
 	}
 	<-long
 
-	// A's switchyard dies while its request is in flight: B forgets it.
+	// A's switchyard dies while its request is in flight: B forgets it. The
+	// model is warm on two runners by now (B's busy request loaded it on
+	// another), so A's request may land on either: follow the one that has it.
 	go func() {
 		r, _ := a.Do(http.MethodPost, "/gen", hintHeader, `{"width": 1024, "height": 1024}`)
 		long <- r
 	}()
-	Eventually(t, 2*time.Second, "B counts A's second request", func() bool { return runnerAt(t, b, warmRunner.Addr).InFlight == 1 })
+	var busy *TestRunner
+	Eventually(t, 5*time.Second, "a runner busy with A's second request", func() bool {
+		for _, r := range gpu {
+			if r.Stats().InFlight == 1 {
+				busy = r
+				return true
+			}
+		}
+		return false
+	})
+	Eventually(t, 2*time.Second, "B counts A's second request", func() bool { return runnerAt(t, b, busy.Addr).InFlight == 1 })
 	a.KillSwitchyard()
-	took := Eventually(t, 6*time.Second, "B forgets the dead replica's share", func() bool { return runnerAt(t, b, warmRunner.Addr).InFlight == 0 })
+	took := Eventually(t, 6*time.Second, "B forgets the dead replica's share", func() bool { return runnerAt(t, b, busy.Addr).InFlight == 0 })
 	t.Logf("a killed replica's share forgotten after %v", took.Round(10*time.Millisecond))
 	<-long
 }
