@@ -104,8 +104,10 @@ type backlog struct {
 	mu      sync.Mutex
 	runners *simplelru.LRU[string, *runnerBacklog]
 	// demand holds each hint's recent requests (at most DefaultMaxHints
-	// hints, forgetting the least recently requested).
-	demand *simplelru.LRU[string, *demand]
+	// hints, forgetting the least recently requested), counted since
+	// demandSince.
+	demand      *simplelru.LRU[string, *demand]
+	demandSince time.Time
 }
 
 // demandWindow is the time constant of a hint's request rate: requests
@@ -118,12 +120,19 @@ type demand struct {
 	at    time.Time
 }
 
-// rate is the hint's requests per second around now; zero for nil.
-func (d *demand) rate(now time.Time) float64 {
+// rate is the hint's requests per second around now, counting since
+// since (when the backlog first counted a request); zero for nil. The
+// decayed count covers at most demandWindow's worth of requests: less in
+// the first seconds of counting, when it is taken over the time there was
+// (at least a second), so a pool's first requests are not priced as if
+// their models were rarely asked for.
+func (d *demand) rate(now, since time.Time) float64 {
 	if d == nil {
 		return 0
 	}
-	return d.count * math.Exp(-max(now.Sub(d.at), 0).Seconds()/demandWindow.Seconds()) / demandWindow.Seconds()
+	w := demandWindow.Seconds()
+	span := w * (1 - math.Exp(-max(now.Sub(since), time.Second).Seconds()/w))
+	return d.count * math.Exp(-max(now.Sub(d.at), 0).Seconds()/w) / span
 }
 
 func (d *demand) add(at time.Time) {
@@ -186,6 +195,9 @@ func (b *backlog) add(j *Job) {
 		rb.recent = slices.Delete(rb.recent, 0, 1)
 	}
 	rb.recent = append(rb.recent, j.key)
+	if b.demandSince.IsZero() {
+		b.demandSince = j.at
+	}
 	d, ok := b.demand.Get(j.key.name)
 	if !ok {
 		d = &demand{at: j.at}

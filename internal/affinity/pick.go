@@ -433,7 +433,7 @@ func (p *Picker) evictPrice(runners []*runner.Runner, i int, v *view, rb *runner
 		return full
 	}
 	d, _ := p.backlog.demand.Peek(k.name)
-	chance := 1 - math.Exp(-d.rate(now)*evictLoads*c.Load().Seconds())
+	chance := 1 - math.Exp(-d.rate(now, p.backlog.demandSince)*evictLoads*c.Load().Seconds())
 	for j, r := range runners {
 		if j == i {
 			continue
