@@ -200,8 +200,8 @@ func (x *Filter) OnRequestTrailers(shared.HeaderMap) (st shared.TrailersStatus) 
 }
 
 // bodyChunks is the body so far: what Envoy buffered for the filter and
-// the chunk just received. When an earlier filter held
-// the whole body, the chunk received is that same buffer: it counts once.
+// the chunk just received. When an earlier filter held the whole body, the
+// chunk received is that same buffer: it counts once.
 func (x *Filter) bodyChunks(last shared.BodyBuffer) [][]byte {
 	var buffered, received [][]byte
 	if b := x.h.BufferedRequestBody(); b != nil {
@@ -210,18 +210,34 @@ func (x *Filter) bodyChunks(last shared.BodyBuffer) [][]byte {
 	if last != nil {
 		received = last.GetChunks()
 	}
-	if len(buffered) > 0 && len(received) > 0 && len(buffered[0]) > 0 && len(received[0]) > 0 && &buffered[0][0] == &received[0][0] {
+	if sameChunks(buffered, received) {
 		return buffered
 	}
 	return append(buffered, received...)
 }
 
+// sameChunks says a and b are one buffer's chunks.
+func sameChunks(a, b [][]byte) bool {
+	return len(a) > 0 && len(b) > 0 && len(a[0]) > 0 && len(b[0]) > 0 && &a[0][0] == &b[0][0]
+}
+
+// bodySize is the size of bodyChunks(last), from the buffers' sizes: it
+// runs on every chunk of a body, which must not cost the whole body so
+// far each time. Only a chunk as large as what is buffered is looked at
+// closer (it may be that buffer).
 func (x *Filter) bodySize(last shared.BodyBuffer) uint64 {
-	var n uint64
-	for _, c := range x.bodyChunks(last) {
-		n += uint64(len(c))
+	var buffered, received uint64
+	b := x.h.BufferedRequestBody()
+	if b != nil {
+		buffered = b.GetSize()
 	}
-	return n
+	if last != nil {
+		received = last.GetSize()
+	}
+	if buffered > 0 && buffered == received && sameChunks(b.GetChunks(), last.GetChunks()) {
+		return buffered
+	}
+	return buffered + received
 }
 
 // bodies are reused buffers for a body's bytes: Extract copies out what it
