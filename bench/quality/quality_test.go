@@ -94,23 +94,61 @@ func TestMixedSmoke(t *testing.T) {
 		t.Fatalf("the mixed-size benchmark needs the real Envoy: %v", err)
 	}
 	o := quality.Options{
-		Shape: workload.Shape{Mixed: true, Duration: 3 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
-		Loads: []float64{0.8}, Policies: quality.MixedPolicies,
+		Shape: workload.Shape{Mixed: true, Duration: 2 * time.Second, LoadTime: 100 * time.Millisecond, InferTime: 20 * time.Millisecond},
+		Loads: []float64{0.8}, Seeds: []int64{1, 2}, Policies: quality.MixedPolicies,
 	}
 	o.Defaults(true)
 	res, err := quality.RunAll(context.Background(), o)
 	if err != nil {
 		t.Fatal(err)
 	}
+	seeds := map[int64]int{}
 	for _, r := range res.Runs {
+		seeds[r.Seed]++
 		if r.Requests == 0 || r.OK == 0 || r.Prediction == nil || r.Prediction.Samples == 0 {
 			t.Errorf("%s: incomplete run %+v (prediction %+v)", r.Policy, r, r.Prediction)
 		}
 	}
+	if len(res.Runs) != 4 || seeds[1] != 2 || seeds[2] != 2 {
+		t.Errorf("runs by seed %v, want both policies on seeds 1 and 2", seeds)
+	}
 	md := res.MixedMarkdown()
-	for _, want := range []string{"| soonest with cost |", "**Prediction error**", "| 80% |", "Mixed sizes"} {
+	for _, want := range []string{"| soonest with cost, seed 2 |", "**Prediction error**", "| 80% | mean |", "Mixed sizes", "seeds 1, 2"} {
 		if !strings.Contains(md, want) {
 			t.Errorf("markdown lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// The mixed suite's target over several seeds is judged on the means of
+// their p99s and hit rates, each seed shown too.
+func TestMixedMarkdownSeeds(t *testing.T) {
+	run := func(seed int64, def bool, p99, hit float64) quality.Run {
+		name := "soonest, one average per pool"
+		if def {
+			name = "soonest with cost"
+		}
+		return quality.Run{Policy: name, Default: def, Load: 0.8, Seed: seed, P99: p99, HitRate: hit}
+	}
+	for _, tt := range []struct {
+		name string
+		runs []quality.Run
+		want string
+	}{
+		// 2000 → 1400 and 2000 → 1600: 1500 on average, 25 % lower.
+		{"met on the mean", []quality.Run{run(1, false, 2000, 0.99), run(1, true, 1400, 0.99), run(2, false, 2000, 0.99), run(2, true, 1600, 0.99)},
+			"| 80% | mean | 2000 → 1500 ms | 25% | 99.0% → 99.0% | yes |"},
+		// One seed far lower does not carry a mean under 25 %.
+		{"not met", []quality.Run{run(1, false, 2000, 0.99), run(1, true, 1000, 0.99), run(2, false, 2000, 0.99), run(2, true, 2200, 0.99)},
+			"| 80% | mean | 2000 → 1600 ms | 20% | 99.0% → 99.0% | no |"},
+		// Lower p99 but fewer hits.
+		{"hits lost", []quality.Run{run(1, false, 2000, 0.99), run(1, true, 1000, 0.98), run(2, false, 2000, 0.99), run(2, true, 1000, 0.99)},
+			"| 80% | mean | 2000 → 1000 ms | 50% | 99.0% → 98.5% | no |"},
+	} {
+		r := &quality.Result{Options: quality.Options{Loads: []float64{0.8}, Seeds: []int64{1, 2}}, Runs: tt.runs}
+		md := r.MixedMarkdown()
+		if !strings.Contains(md, tt.want) || !strings.Contains(md, "| 80% | 1 | 2000 → ") || !strings.Contains(md, "| 80% | 2 | 2000 → ") {
+			t.Errorf("%s: want %q and a row per seed in:\n%s", tt.name, tt.want, md)
 		}
 	}
 }
