@@ -320,34 +320,41 @@ func TestSimulateJitter(t *testing.T) {
 // of service times), soonest pricing each request at its pool's average
 // misjudges the queues behind large requests; with the route's cost
 // expression it prices each by its size, and weighs an eviction by the
-// model it evicts. Held to (the simulation is deterministic, so these are
-// its numbers, not a lucky run): with cost, a lower p99 at 80 % and 95 %
-// load, a hit rate no more than half a point lower, and at 80 % load the
-// models kept warm and nearly everyone answered. The p99s are logged: at
-// 80 % load they are 18 % lower with cost over these seeds (1,835 →
-// 1,497 ms; 40 % over seeds 5–8), short of the 25 % the benchmark aims at.
+// model it evicts. Held to, over 16 sequences (the simulation is
+// deterministic, so these are its numbers, not a lucky run; one sequence's
+// p99 moves by hundreds of milliseconds with small changes to the policy,
+// so four sequences were not enough to rank two policies): with cost, at
+// 80 % load the p99 at least 25 % lower (the benchmark's target; 2,229 →
+// 1,446 ms when written), the hit rate no lower, the models kept warm and
+// nearly everyone answered; at 95 % load a lower p99 and a hit rate no more
+// than half a point lower.
 func TestSimulateMixedCost(t *testing.T) {
+	const seeds = 16
 	for _, u := range []float64{0.8, 0.95} {
 		var p99 [2]time.Duration
 		var hit, ok [2]float64
 		for i, cost := range []bool{false, true} {
-			for seed := int64(1); seed <= 4; seed++ {
+			for seed := int64(1); seed <= seeds; seed++ {
 				r := simulate(simOptions{Shape: workload.Shape{Seed: seed, Mixed: true}, Utilisation: u, Cost: cost}, config.HintSoonest)
-				t.Logf("%3.0f%% cost %-5v seed %d: %v", 100*u, cost, seed, r)
-				p99[i] += r.P99 / 4
-				hit[i] += r.HitRate() / 4
-				ok[i] += float64(r.OK) / float64(r.Requests) / 4
+				t.Logf("%3.0f%% cost %-5v seed %2d: %v", 100*u, cost, seed, r)
+				p99[i] += r.P99 / seeds
+				hit[i] += r.HitRate() / seeds
+				ok[i] += float64(r.OK) / float64(r.Requests) / seeds
 			}
 		}
-		if u == 0.8 && (hit[1] < 0.97 || ok[1] < 0.97) {
+		lower := 1 - float64(p99[1])/float64(p99[0])
+		switch {
+		case u == 0.8 && (hit[1] < 0.97 || ok[1] < 0.97):
 			t.Errorf("with cost at 80%% load: hit rate %.1f%%, %.1f%% answered; want both at least 97%%", 100*hit[1], 100*ok[1])
-		}
-		if p99[1] >= p99[0] || hit[1] < hit[0]-0.005 {
+		case u == 0.8 && (lower < 0.25 || hit[1] < hit[0]):
+			t.Errorf("at 80%% load with cost: p99 %v (without %v, %.0f%% lower), hit rate %.2f%% (without %.2f%%); want at least 25%% lower and no fewer hits",
+				p99[1], p99[0], 100*lower, 100*hit[1], 100*hit[0])
+		case p99[1] >= p99[0] || hit[1] < hit[0]-0.005:
 			t.Errorf("at %.0f%% load with cost: p99 %v (without %v), hit rate %.2f%% (without %.2f%%); want a lower p99 and the hit rate within half a point",
 				100*u, p99[1], p99[0], 100*hit[1], 100*hit[0])
 		}
 		t.Logf("%3.0f%%: p99 %v without cost, %v with (%.0f%% lower); hit rate %.1f%% → %.1f%%",
-			100*u, p99[0], p99[1], 100*(1-float64(p99[1])/float64(p99[0])), 100*hit[0], 100*hit[1])
+			100*u, p99[0], p99[1], 100*lower, 100*hit[0], 100*hit[1])
 	}
 }
 
