@@ -139,6 +139,14 @@ routes:
 	// A's switchyard dies while its request is in flight: B forgets it. The
 	// model is warm on two runners by now (B's busy request loaded it on
 	// another), so A's request may land on either: follow the one that has it.
+	Eventually(t, 5*time.Second, "every runner idle before A's second request", func() bool {
+		for _, r := range gpu {
+			if r.Stats().InFlight != 0 {
+				return false
+			}
+		}
+		return true
+	})
 	go func() {
 		r, _ := a.Do(http.MethodPost, "/gen", hintHeader, `{"width": 1024, "height": 1024}`)
 		long <- r
