@@ -200,12 +200,8 @@ func RunAll(ctx context.Context, o Options) (*Result, error) {
 			return nil, err
 		}
 	}
-	seeds := o.Seeds
-	if len(seeds) == 0 {
-		seeds = []int64{0} // the shape's own
-	}
 	for _, load := range o.Loads {
-		for _, seed := range seeds {
+		for _, seed := range o.runSeeds() {
 			so := o
 			if seed != 0 {
 				so.Seed = seed
@@ -492,6 +488,15 @@ func (r *Result) targets(b *strings.Builder) {
 	b.WriteString("\n\n")
 }
 
+// runSeeds are the seeds runs are made for: Seeds, or 0 for the shape's
+// own Seed (runs without Options.Seeds carry seed 0).
+func (o Options) runSeeds() []int64 {
+	if len(o.Seeds) == 0 {
+		return []int64{0}
+	}
+	return o.Seeds
+}
+
 // seedList says which sequences the runs replayed.
 func seedList(o Options) string {
 	if len(o.Seeds) == 0 {
@@ -549,7 +554,7 @@ func (r *Result) MixedMarkdown() string {
 			}
 			fmt.Fprintf(&b, "| %.0f%% | %s | %.0f → %.0f ms | %.0f%% | %.1f%% → %.1f%% | %s |\n", 100*load, seed, without, with, 100*lower, 100*hitWithout, 100*hitWith, met)
 		}
-		for _, seed := range append([]int64{0}, r.Options.Seeds...) {
+		for _, seed := range r.Options.runSeeds() {
 			var without, with *Run
 			for i, run := range r.Runs {
 				if run.Load != load || run.Seed != seed {
